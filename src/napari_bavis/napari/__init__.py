@@ -1,0 +1,1 @@
+"""The thin napari layer: reader, writer, sample data and widgets over the core."""

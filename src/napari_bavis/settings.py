@@ -1,0 +1,51 @@
+"""User preferences that persist between sessions (a small JSON file; no Qt)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+DEFAULTS = {
+    "convention": "neurological",  # or "radiological": patient's right on the screen's left
+    "model": "demo",
+    "device": "auto",
+    "methods": ["gradcam++", "smoe", "smoe*gradcam++"],
+    "threshold": 0.3,
+    "export_dir": "",
+}
+
+
+def config_path() -> Path:
+    base = os.environ.get("NAPARI_BAVIS_CONFIG_DIR")
+    if not base:
+        import platformdirs
+
+        base = platformdirs.user_config_dir("napari-bavis")
+    return Path(base) / "settings.json"
+
+
+def load() -> dict:
+    """Saved preferences over the defaults; a damaged file falls back to the defaults."""
+    values = dict(DEFAULTS)
+    try:
+        stored = json.loads(config_path().read_text())
+    except (OSError, ValueError):
+        return values
+    if isinstance(stored, dict):
+        values.update({k: v for k, v in stored.items() if k in DEFAULTS})
+    return values
+
+
+def save(**changes) -> dict:
+    values = load()
+    values.update({k: v for k, v in changes.items() if k in DEFAULTS})
+    path = config_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(values, indent=2))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # preferences are a convenience: never fail an action because they cannot be stored
+    return values
