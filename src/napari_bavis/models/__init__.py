@@ -1,0 +1,27 @@
+"""Brain-age and Siamese networks, checkpoints that carry their model card, inference on any device.
+
+Pure core: no Qt, no napari. See docs/models.md.
+"""
+
+from .card import ModelCard, default_card
+from .checkpoint import TorchScriptModel, load_checkpoint, save_checkpoint, state_dict_checksum
+from .device import DeviceError, pick_device
+from .inference import (
+    AgePrediction,
+    ModelInputError,
+    Similarity,
+    compare,
+    correct_brain_age,
+    corrected_gap,
+    embed,
+    fit_bias_correction,
+    predict_age,
+)
+from .registry import available, build, info
+
+__all__ = [
+    "AgePrediction", "DeviceError", "ModelCard", "ModelInputError", "Similarity", "TorchScriptModel",
+    "available", "build", "compare", "correct_brain_age", "corrected_gap", "default_card", "embed",
+    "fit_bias_correction", "info", "load_checkpoint", "pick_device", "predict_age", "save_checkpoint",
+    "state_dict_checksum",
+]

@@ -1,0 +1,115 @@
+"""Layers shared by the built-in networks.
+
+Every activation is its own non-inplace ``nn.ReLU`` module so that a forward
+hook on a dotted name sees exactly one activation site (explain relies on it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def triple(v) -> tuple[int, int, int]:
+    return (v, v, v) if isinstance(v, int) else tuple(int(x) for x in v)
+
+
+class ResBlock3d(nn.Module):
+    """Basic (two 3x3x3 convs) residual block; ``relu_out`` is the block's last activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride=1):
+        super().__init__()
+        stride = triple(stride)
+        self.conv1 = nn.Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm3d(out_ch)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm3d(out_ch)
+        self.shortcut = None
+        if in_ch != out_ch or stride != (1, 1, 1):
+            self.shortcut = nn.Sequential(
+                nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm3d(out_ch)
+            )
+        self.relu_out = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        y = self.relu1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu_out(y + identity)
+
+
+class ResBlock2d(nn.Module):
+    """ResNet-34 basic block in 2D; ``relu_out`` is the block's last activation."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut = None
+        if in_ch != out_ch or stride != 1:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+        self.relu_out = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        y = self.relu1(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu_out(y + identity)
+
+
+class ConvBlock3d(nn.Module):
+    """SFCN-style block: conv3-BN-ReLU, then an optional 2x max-pool (after the activation, so the
+    hooked ReLU keeps the block's full resolution)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, pool: bool = True):
+        super().__init__()
+        self.conv = nn.Conv3d(in_ch, out_ch, kernel_size, padding=kernel_size // 2)
+        self.bn = nn.BatchNorm3d(out_ch)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool3d(2) if pool else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.bn(self.conv(x))))
+
+
+class DenseHead(nn.Module):
+    """Fully connected stack ``in -> widths[0] -> ... -> widths[-1]``, ReLU module after each layer
+    (``relu{i}``), dropout between them; an optional final linear ``out`` maps to ``out_features``."""
+
+    def __init__(self, in_features: int, widths=(512, 256, 128), out_features: int | None = 1,
+                 dropout: float = 0.0):
+        super().__init__()
+        layers: list[tuple[str, nn.Module]] = []
+        prev = in_features
+        for i, w in enumerate(widths):
+            layers.append((f"fc{i}", nn.Linear(prev, w)))
+            layers.append((f"relu{i}", nn.ReLU()))
+            if dropout > 0 and i < len(widths) - 1:
+                layers.append((f"drop{i}", nn.Dropout(dropout)))
+            prev = w
+        self.layers = nn.Sequential()
+        for name, mod in layers:
+            self.layers.add_module(name, mod)
+        self.out = nn.Linear(prev, out_features) if out_features is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layers(x)
+        return x if self.out is None else self.out(x)
+
+
+def encode_sex(sex: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """Sex as a ``(B, 1)`` float tensor on ``like``'s device; a model that uses sex refuses ``None``."""
+    if sex is None:
+        raise ValueError("this model takes the sex as a second input (B, 1); none was given")
+    sex = torch.as_tensor(sex, dtype=like.dtype, device=like.device).reshape(-1, 1)
+    if sex.shape[0] == 1 and batch > 1:
+        sex = sex.expand(batch, 1)
+    if sex.shape[0] != batch:
+        raise ValueError(f"sex has {sex.shape[0]} rows for a batch of {batch}")
+    return sex
