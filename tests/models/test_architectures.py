@@ -161,3 +161,30 @@ def test_siamese2d_volume_embedding_is_the_normalised_mean_of_its_slices(forward
     maps = torch.rand(121, 121, 145)
     vol = model.tiling.assemble(maps)
     assert vol.shape == (121, 145, 121) and torch.equal(vol[:, :, 17], maps[17])
+
+
+@pytest.mark.parametrize("name, kwargs, shape", [
+    ("ba_slab", {"width": 2, "blocks": [1, 1, 1, 1], "volume_shape": [32, 32, 13], "n_slabs": 2}, (32, 32, 13)),
+    ("ba3d", {"channels": [2, 2], "final_channels": 2}, (16, 16, 16)),
+    ("siamese2d", {"width": 2, "blocks": [1, 1, 1, 1], "slice_shape": [32, 32]}, (32, 32, 3)),
+    ("siamese3d", {"channels": [4, 4], "final_channels": 8}, (16, 16, 16)),
+])
+def test_gradients_reach_every_hooked_layer(name, kwargs, shape):
+    """What explain needs: one forward with hooks, one autograd.grad to the hooked activations."""
+    torch.manual_seed(2)
+    model = models.build(name, **kwargs).eval()
+    mods = dict(model.named_modules())
+    acts = {}
+    hooks = [mods[n].register_forward_hook(lambda m, i, o, n=n: acts.__setitem__(n, o))
+             for n in model.smoe_layers]
+    x = torch.rand(2, 1, *shape)
+    # for an encoder, the target is the similarity to a fixed direction (all embedding units count)
+    y = model(x, torch.ones(2, 1)) if model.task == "brain_age" else model(x) @ torch.linspace(1, 2, 128)
+    grads = torch.autograd.grad(y.sum(), [acts[n] for n in model.smoe_layers])
+    for h in hooks:
+        h.remove()
+    k = getattr(getattr(model, "tiling", None), "n_slabs", shape[-1] if name == "siamese2d" else 1)
+    for n, g in zip(model.smoe_layers, grads):
+        assert g.shape == acts[n].shape and acts[n].shape[0] == 2 * k
+        assert torch.isfinite(g).all()
+    assert grads[-1].abs().sum() > 0

@@ -221,3 +221,18 @@ def test_torchscript_predicts_but_is_flagged_not_hookable(tmp_path, tiny):
     with pytest.raises(CheckpointError) as err:
         models.load_checkpoint(bare, device="cpu")
     assert "card" in _one_line(err)
+
+
+def test_siamese_checkpoint_keeps_references_and_similarity(tmp_path):
+    torch.manual_seed(4)
+    kw = {"channels": [2, 4], "final_channels": 4, "head": [16, 8], "volume_shape": [12, 14, 10]}
+    enc = models.build("siamese3d", **kw).eval()
+    refs = {"healthy": [1.0] + [0.0] * 7, "AD-like": [0.0] * 7 + [1.0]}
+    card = models.default_card("siamese3d", name="pairs", grid=TINY_GRID.to_dict(), reference_embeddings=refs)
+    assert card.sex_encoding is None and card.task == "siamese"
+    models.save_checkpoint(tmp_path / "s.pt", enc, card)
+    loaded, loaded_card = models.load_checkpoint(tmp_path / "s.pt", device="cpu")
+    a, b = torch.rand(12, 14, 10), torch.rand(12, 14, 10) * 3
+    before, after = models.compare(enc, card, a, b), models.compare(loaded, loaded_card, a, b)
+    assert after.to_dict() == before.to_dict()
+    assert loaded_card.reference_embeddings == refs
