@@ -1,0 +1,448 @@
+"""The one path from a scan to results and back onto the scan; the widgets and the CLI both call it.
+
+``analyze``: scan -> preprocessing (to the model's space, as its card says) -> brain age ->
+explanation maps on the model grid -> the same maps on the scan's own grid.
+``compare``: the same for a Siamese encoder and two scans, one map per scan.
+``export_analysis`` / ``export_comparison`` write maps (NIfTI in the scan's file space), a PNG figure
+and a JSON report, atomically, never over an input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import __version__
+from .errors import BavisError, Cancelled, CheckpointError
+from .io import Scan, load_scan, scan_from_image
+from .regions import activated_regions, threshold_value
+
+#: Methods shown by default: the thesis's final map and its two factors.
+DEFAULT_METHODS = ("gradcam++", "smoe", "smoe*gradcam++")
+ALL_METHODS = ("gradcam", "gradcam++", "smooth-gradcam++", "smoe", "smoe*gradcam++", "smoe*gradcam")
+#: Bundled demo models, shipped as package data.
+BUNDLED = {"demo": "demo.pt", "demo-siamese": "demo-siamese.pt"}
+
+Progress = Callable[[str, int, int], None]
+
+
+def bundled_models() -> dict[str, Path]:
+    """Names of the demo models shipped with the package and their files (only those present)."""
+    data = Path(__file__).parent / "data"
+    return {name: data / file for name, file in BUNDLED.items() if (data / file).is_file()}
+
+
+def load_model(model, device: str = "auto"):
+    """(module, card) from a bundled name, a checkpoint path, or an already loaded (module, card) pair."""
+    from .models import ModelCard, load_checkpoint
+
+    if isinstance(model, tuple) and len(model) == 2:
+        module, card = model
+        return module, card if isinstance(card, ModelCard) else ModelCard.from_dict(card)
+    if isinstance(model, str) and model in BUNDLED:
+        path = bundled_models().get(model)
+        if path is None:
+            raise CheckpointError(f"the bundled model {model!r} is not installed with this copy of napari-bavis")
+        return load_checkpoint(path, device=device)
+    return load_checkpoint(Path(model), device=device)
+
+
+def as_scan(scan) -> Scan:
+    if isinstance(scan, Scan):
+        return scan
+    if isinstance(scan, (str, os.PathLike)):
+        return load_scan(scan)
+    if hasattr(scan, "affine") and hasattr(scan, "dataobj"):
+        return scan_from_image(scan)
+    raise BavisError(f"cannot analyse a {type(scan).__name__}: give a file path, a nibabel image or a Scan")
+
+
+class _Steps:
+    """Progress and cancellation between steps, and each step's wall time."""
+
+    def __init__(self, progress: Progress | None, cancel, total: int):
+        self.progress, self.cancel, self.total, self.done = progress, cancel, total, 0
+        self.timings: dict[str, float] = {}
+        self._current: str | None = None
+        self._start = 0.0
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("cancelled by the user")
+
+    def start(self, name: str) -> None:
+        self.finish()
+        self.check()
+        self._current, self._start = name, time.perf_counter()
+        if self.progress is not None:
+            self.progress(name, self.done, self.total)
+
+    def finish(self) -> None:
+        if self._current is not None:
+            self.timings[self._current] = round(time.perf_counter() - self._start, 3)
+            self.done += 1
+            self._current = None
+
+    def preprocess_progress(self, prefix: str):
+        """Forward preprocess's own steps as ours (they start, time and cancel the same way)."""
+
+        def forward(step: str, index: int, total: int) -> None:
+            if step == "done":
+                return
+            if self.total < self.done + (total - index) + 3:
+                self.total = self.done + (total - index) + 3
+            self.start(f"{prefix}{step}")
+
+        return forward
+
+
+@dataclass
+class Analysis:
+    scan: Scan
+    card: object  # models.ModelCard
+    prediction: object | None  # models.AgePrediction
+    maps: dict[str, np.ndarray]  # on the scan's display grid, in [0, 1]
+    maps_model: dict[str, np.ndarray]  # on the model grid
+    qc: dict  # name -> nibabel image: "brain mask" (display grid), "registered scan", "template" (model grid)
+    timings: dict[str, float]
+    record: dict
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+    def map_image(self, method: str):
+        """A map as a NIfTI image in the scan file's own voxel grid and affine."""
+        return self.scan.to_source(self.maps[method])
+
+    def regions(self, method: str, threshold: float = 0.3, mode: str = "value", min_size_mm3: float = 50.0):
+        cutoff = threshold_value(self.maps[method], threshold, mode)
+        return activated_regions(self.maps[method], self.scan.display_affine, cutoff, min_size_mm3)
+
+
+@dataclass
+class Comparison:
+    scan_a: Scan
+    scan_b: Scan
+    card: object
+    similarity: object  # models.Similarity
+    maps_a: dict[str, np.ndarray]
+    maps_b: dict[str, np.ndarray]
+    timings: dict[str, float]
+    record: dict
+    device: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _card_dict(card) -> dict:
+    return card.to_dict() if hasattr(card, "to_dict") else dict(card)
+
+
+def _sex_tensor(card, sex, device):
+    import torch
+
+    from .models.inference import _sex_tensor
+
+    return _sex_tensor(sex, card, device) if card.sex_encoding is not None else None
+
+
+def _preprocess_scan(scan: Scan, card, steps: _Steps, prefix: str = ""):
+    from .preprocess import PreprocessSpec, preprocess
+
+    spec = PreprocessSpec.from_card(_card_dict(card))
+    return preprocess(scan.display_image(), spec, progress=steps.preprocess_progress(prefix), cancel=steps.cancel)
+
+
+def _hookable(model) -> bool:
+    from .models import TorchScriptModel
+
+    return not isinstance(model, TorchScriptModel)
+
+
+def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    methods = tuple(methods or ())
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        raise BavisError(f"unknown map method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)}")
+    return methods
+
+
+def _qc_images(pre) -> dict:
+    """QC images with their own affines: the brain mask on the scan's display grid; the registered
+    scan and the template on the model grid (shown together they check the registration)."""
+    qc = {}
+    for key, attr in (("brain mask", "brain_mask"), ("registered scan", "registered_t1"), ("template", "template_t1")):
+        image = getattr(pre, attr, None)
+        if image is not None:
+            qc[key] = image
+    return qc
+
+
+def analyze(
+    scan,
+    model="demo",
+    chronological_age: float | None = None,
+    sex: str | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    device: str = "auto",
+    progress: Progress | None = None,
+    cancel=None,
+    **explain_options,
+) -> Analysis:
+    """Brain age and explanation maps of one scan (path, nibabel image or Scan).
+
+    ``progress(step, done, total)`` is called as each step starts; ``cancel`` (anything with
+    ``is_set()``) is checked between steps and raises :class:`Cancelled`.
+    """
+    import torch
+
+    from .explain import compute_maps
+    from .models import predict_age
+
+    methods = _check_methods(methods)
+    steps = _Steps(progress, cancel, total=8)
+    steps.start("load scan")
+    scan = as_scan(scan)
+    steps.start("load model")
+    module, card = load_model(model, device)
+    if card.task != "brain_age":
+        raise BavisError(f"{card.name} is a {card.task} model: use compare() with two scans")
+    dev = next(module.parameters(), torch.empty(0)).device
+    notes = list(scan.warnings)
+
+    pre = _preprocess_scan(scan, card, steps, "preprocess: ")
+    steps.start("predict brain age")
+    prediction = predict_age(module, card, pre.model_input, sex=sex, chronological_age=chronological_age)
+    if prediction.out_of_range_warning:
+        notes.append(prediction.out_of_range_warning)
+
+    maps_model: dict[str, np.ndarray] = {}
+    if methods and not _hookable(module):
+        notes.append("maps need a hookable PyTorch module; a TorchScript file gives the brain age only")
+    elif methods:
+        steps.start("explanation maps")
+        x = torch.as_tensor(pre.model_input, dtype=torch.float32, device=dev)[None, None]
+        s = _sex_tensor(card, sex, dev)
+        inputs = (x, s) if s is not None else x
+        maps_model = compute_maps(module, inputs, methods=methods, **explain_options)
+    steps.start("maps onto the scan")
+    maps = {k: np.clip(pre.to_native(v), 0.0, 1.0).astype(np.float32) for k, v in maps_model.items()}
+    steps.finish()
+    if progress is not None:
+        progress("done", steps.total, steps.total)
+    timings = {**steps.timings}
+    record = {
+        "preprocessing": getattr(pre, "record", {}),
+        "preprocessing_qc": _jsonable(getattr(pre, "qc", {})),
+        "methods": list(methods),
+        "explain_options": _jsonable(explain_options),
+        "device": str(dev),
+        "versions": versions(),
+    }
+    return Analysis(
+        scan=scan, card=card, prediction=prediction, maps=maps, maps_model=maps_model,
+        qc=_qc_images(pre), timings=timings, record=record, device=str(dev), notes=notes,
+    )
+
+
+def compare(
+    scan_a,
+    scan_b,
+    model="demo-siamese",
+    methods: Sequence[str] = ("gradcam++", "smoe", "smoe*gradcam++"),
+    device: str = "auto",
+    progress: Progress | None = None,
+    cancel=None,
+    **explain_options,
+) -> Comparison:
+    """Similarity of two scans under a Siamese encoder, with one map per scan from its own branch."""
+    import torch
+
+    from .explain import siamese_maps
+    from .models import compare as similarity_of
+
+    methods = tuple(m for m in _check_methods(methods) if m != "smooth-gradcam++")
+    steps = _Steps(progress, cancel, total=14)
+    steps.start("load scans")
+    scan_a, scan_b = as_scan(scan_a), as_scan(scan_b)
+    steps.start("load model")
+    module, card = load_model(model, device)
+    if card.task != "siamese":
+        raise BavisError(f"{card.name} is a {card.task} model: comparing two scans needs a Siamese model")
+    dev = next(module.parameters(), torch.empty(0)).device
+    pre_a = _preprocess_scan(scan_a, card, steps, "scan A: ")
+    pre_b = _preprocess_scan(scan_b, card, steps, "scan B: ")
+    steps.start("similarity")
+    similarity = similarity_of(module, card, pre_a.model_input, pre_b.model_input)
+    maps_a: dict = {}
+    maps_b: dict = {}
+    if methods and _hookable(module):
+        steps.start("explanation maps")
+        a = torch.as_tensor(pre_a.model_input, dtype=torch.float32, device=dev)[None, None]
+        b = torch.as_tensor(pre_b.model_input, dtype=torch.float32, device=dev)[None, None]
+        model_a, model_b, _ = siamese_maps(module, a, b, methods=methods, **explain_options)
+        steps.start("maps onto the scans")
+        maps_a = {k: np.clip(pre_a.to_native(v), 0, 1).astype(np.float32) for k, v in model_a.items()}
+        maps_b = {k: np.clip(pre_b.to_native(v), 0, 1).astype(np.float32) for k, v in model_b.items()}
+    steps.finish()
+    if progress is not None:
+        progress("done", steps.total, steps.total)
+    record = {
+        "preprocessing_a": getattr(pre_a, "record", {}),
+        "preprocessing_b": getattr(pre_b, "record", {}),
+        "methods": list(methods),
+        "device": str(dev),
+        "versions": versions(),
+    }
+    return Comparison(scan_a, scan_b, card, similarity, maps_a, maps_b, dict(steps.timings), record, str(dev),
+                      notes=list(scan_a.warnings) + list(scan_b.warnings))
+
+
+# --- export -------------------------------------------------------------------------------------
+
+def versions() -> dict:
+    import nibabel
+    import scipy
+    import SimpleITK
+    import torch
+
+    out = {
+        "napari-bavis": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch": torch.__version__,
+        "nibabel": nibabel.__version__,
+        "SimpleITK": SimpleITK.Version_VersionString(),
+    }
+    try:
+        import nilearn
+
+        out["nilearn"] = nilearn.__version__
+    except ImportError:  # pragma: no cover - a hard dependency
+        pass
+    return out
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def card_summary(card) -> dict:
+    d = _card_dict(card)
+    keys = ("name", "version", "architecture", "task", "input_kind", "output", "training_age_range",
+            "bias_correction", "training_data", "licence", "intended_use", "checksum")
+    return {k: d.get(k) for k in keys}
+
+
+def _method_file(method: str) -> str:
+    return method.replace("*", "x").replace("+", "p")
+
+
+def _prepare_dir(out_dir: Path, protect: Sequence) -> Path:
+    """A fresh temporary folder beside ``out_dir``; renamed over it only when everything is written."""
+    for p in protect:
+        if p and Path(p).resolve().is_relative_to(out_dir.resolve()) and out_dir.exists():
+            raise BavisError(f"{out_dir}: holds an input scan; choose another output folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+
+
+def _commit_dir(tmp: Path, out_dir: Path) -> None:
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
+        os.replace(out_dir, old / "previous")
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out_dir)
+
+
+def export_analysis(
+    analysis: Analysis,
+    out_dir,
+    threshold: float = 0.3,
+    mode: str = "value",
+    min_size_mm3: float = 50.0,
+    figure_method: str | None = None,
+) -> dict:
+    """Write every map (NIfTI, the scan file's space), a three-plane PNG and report.json into ``out_dir``.
+
+    All files go to a temporary folder first, which replaces ``out_dir`` at the end, so a killed
+    run never leaves half results. Returns the report dict.
+    """
+    from .figure import three_plane_figure, write_bytes_atomic
+    from .io import write_nifti
+
+    out_dir = Path(out_dir)
+    tmp = _prepare_dir(out_dir, [analysis.scan.path])
+    try:
+        files = {}
+        regions = {}
+        for method, values in analysis.maps.items():
+            name = f"map_{_method_file(method)}.nii.gz"
+            write_nifti(tmp / name, analysis.map_image(method), protect=(analysis.scan.path,))
+            files[method] = name
+            cutoff = threshold_value(values, threshold, mode)
+            _, table = activated_regions(values, analysis.scan.display_affine, cutoff, min_size_mm3)
+            regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+        shown = figure_method or next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in analysis.maps), None)
+        pred = analysis.prediction
+        title = f"{analysis.scan.name} — brain age {pred.brain_age:.1f} y" if pred is not None else analysis.scan.name
+        if pred is not None and pred.chronological_age is not None:
+            title += f" (chronological {pred.chronological_age:.1f} y, gap {pred.gap:+.1f} y)"
+        png = three_plane_figure(
+            analysis.scan.data, analysis.scan.scale,
+            analysis.maps.get(shown) if shown else None,
+            cutoff=threshold_value(analysis.maps[shown], threshold, mode) if shown else threshold,
+            title=title + (f" — {shown}" if shown else ""), overlay_label=shown or "",
+        )
+        write_bytes_atomic(tmp / "figure.png", png)
+        report = analysis_report(analysis, threshold, mode, regions, files)
+        write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
+        _commit_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def analysis_report(analysis: Analysis, threshold, mode, regions, files) -> dict:
+    pred = analysis.prediction.to_dict() if analysis.prediction is not None else {}
+    return _jsonable({
+        "scan": analysis.scan.path or analysis.scan.name,
+        "brain_age": pred.get("brain_age"),
+        "brain_age_uncertainty": pred.get("uncertainty"),
+        "chronological_age": pred.get("chronological_age"),
+        "brain_age_gap": pred.get("gap"),
+        "brain_age_gap_corrected": pred.get("gap_corrected"),
+        "correction_method": pred.get("correction_method"),
+        "warnings": analysis.notes,
+        "prediction": pred,
+        "threshold": {"value": threshold, "mode": mode},
+        "maps": files,
+        "regions": regions,
+        "model": card_summary(analysis.card),
+        "timings_s": analysis.timings,
+        "record": analysis.record,
+        "research_use_only": True,
+    })
