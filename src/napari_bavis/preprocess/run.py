@@ -1,0 +1,292 @@
+"""``preprocess``: a scan as it comes from the scanner -> the model's input on its MNI grid.
+
+Every step is driven by a ``PreprocessSpec`` (the model card), timed, recorded, and can be
+switched off; ``cancel.is_set()`` is checked before each step. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import nibabel as nib
+import numpy as np
+
+from ..errors import Cancelled, PreprocessError
+from ..grid import Grid
+from . import brain_mask as bm
+from .bias import n4_correct
+from .orient import canonical, validated_volume
+from .register import MIN_REGISTRATION_CORRELATION, correlation_in_mask, register_to_template
+from .resample import grid_to_scan, normalise, scan_to_grid, smooth
+from .segment import em_segment, tissue_priors
+from .spec import PreprocessSpec
+from .templates import template_image_on_grid, template_on_grid
+
+#: Plausible adult intracranial mask volumes (ml); outside them the mask is flagged, not refused.
+MASK_VOLUME_RANGE_ML = (900.0, 2300.0)
+#: Plausible |det| of the template->scan affine (head size relative to MNI).
+SCALE_DETERMINANT_RANGE = (0.6, 1.6)
+WEAK_REGISTRATION_CORRELATION = 0.7
+
+
+@dataclass
+class Preprocessed:
+    """What ``preprocess`` returns; arrays on ``grid`` are float32 in NIfTI (i, j, k) order."""
+
+    model_input: np.ndarray
+    gm_model: np.ndarray | None
+    brain_mask: nib.Nifti1Image | None
+    registered_t1: nib.Nifti1Image
+    template_t1: nib.Nifti1Image
+    qc: dict
+    timings: dict
+    record: dict
+    grid: Grid
+    template_to_scan: np.ndarray  # 4x4 RAS mm: MNI point -> scan world point
+    native_shape: tuple
+    native_affine: np.ndarray
+    tissues: dict = field(default_factory=dict)  # "gm", "wm", "csf" probabilities on grid (unmodulated)
+
+    def to_native(self, map_on_grid: np.ndarray, order: int = 1) -> np.ndarray:
+        """A map on the model grid resampled onto the voxel grid of the scan that was opened.
+
+        Undoes the registration and the reorientation in one resampling (order 0 nearest,
+        1 linear, 3 B-spline); voxels that map outside the grid get 0.
+        """
+        values = np.asarray(map_on_grid, dtype=np.float32)
+        if values.shape != tuple(self.grid.shape):
+            raise ValueError(f"map shape {values.shape} does not match the model grid {tuple(self.grid.shape)}")
+        return grid_to_scan(values, self.grid, self.native_shape, self.native_affine, self.template_to_scan, order)
+
+
+def _versions() -> dict:
+    import nilearn
+    import scipy
+    import SimpleITK as sitk
+
+    return {
+        "SimpleITK": sitk.Version_VersionString(),
+        "nibabel": nib.__version__,
+        "nilearn": nilearn.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def _plan(spec: PreprocessSpec, backend: str | None) -> list[str]:
+    steps = ["reorient"]
+    if spec.bias_correction:
+        steps.append("bias_correction")
+    if backend == "deepbet":
+        steps.append("brain_extraction")
+    steps.append("registration")
+    if backend == "template":
+        steps.append("brain_extraction")
+    if spec.segmentation:
+        steps.append("segmentation")
+    steps += ["resampling", "smoothing_normalisation"]
+    return steps
+
+
+def preprocess(
+    image: nib.Nifti1Image,
+    spec: PreprocessSpec,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel=None,
+) -> Preprocessed:
+    """Run the steps ``spec`` asks for on ``image`` (see ``docs/preprocess.md``).
+
+    Raises ScanError for an unusable volume, PreprocessError when a step fails (e.g. a
+    doubtful registration, naming the QC measure), Cancelled when ``cancel.is_set()``.
+    """
+    backend = bm.resolve_backend(spec.brain_extraction_backend) if spec.brain_extraction_backend else None
+    steps = _plan(spec, backend)
+    timings: dict[str, float] = {}
+    record: dict = {"spec": spec.to_dict(), "versions": _versions(), "steps": {}}
+    qc: dict = {"warnings": []}
+    grid = spec.grid
+    state: dict = {}
+    t_start = time.perf_counter()
+
+    def begin(name: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"Preprocessing cancelled before step '{name}'.")
+        if progress is not None:
+            progress(name, steps.index(name), len(steps))
+        state["name"], state["t0"] = name, time.perf_counter()
+
+    def end() -> None:
+        timings[state["name"]] = time.perf_counter() - state["t0"]
+
+    # 1. validation and canonical (RAS) reorientation
+    begin("reorient")
+    native_data, native_affine = validated_volume(image)
+    native_shape = native_data.shape
+    data, affine = canonical(native_data, native_affine)
+    record["steps"]["reorient"] = {
+        "input_shape": list(native_shape),
+        "input_affine": native_affine.tolist(),
+        "input_orientation": "".join(nib.aff2axcodes(native_affine)),
+        "input_voxel_size_mm": np.linalg.norm(native_affine[:3, :3], axis=0).tolist(),
+        "canonical_affine": affine.tolist(),
+    }
+    del native_data
+    end()
+
+    # 2. N4 bias-field correction
+    if spec.bias_correction:
+        begin("bias_correction")
+        data, record["steps"]["bias_correction"] = n4_correct(data, affine)
+        qc["bias_field_range"] = record["steps"]["bias_correction"]["field_range"]
+        end()
+
+    # 3a. deepbet brain extraction (before registration: the template is skull-stripped)
+    mask = None
+    if backend == "deepbet":
+        begin("brain_extraction")
+        mask = bm.deepbet_mask(data, affine)
+        record["steps"]["brain_extraction"] = {"method": "deepbet CNN (CPU)"}
+        end()
+
+    # 4. affine registration to MNI
+    begin("registration")
+    if spec.registration == "affine":
+        moving = data * mask if mask is not None else data
+        reg = register_to_template(moving, affine)
+        template_to_scan = reg.template_to_scan
+        qc["registration_correlation"] = reg.correlation
+        qc["registration_mattes_mi"] = reg.metric
+        record["steps"]["registration"] = reg.record
+    else:
+        template_to_scan = np.eye(4)
+        record["steps"]["registration"] = {"method": "none: the scan is declared to be in MNI space"}
+    end()
+
+    # 3b. template brain extraction (needs the registration)
+    if backend == "template":
+        begin("brain_extraction")
+        mask = bm.template_mask(data.shape, affine, template_to_scan)
+        record["steps"]["brain_extraction"] = {
+            "method": "nilearn MNI152 2009 brain mask mapped into the scan through the affine registration"
+        }
+        end()
+
+    if mask is not None:
+        voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
+        qc["mask_volume_ml"] = float(mask.sum() * voxel_ml)
+        qc["brain_extraction_backend"] = backend
+        lo, hi = MASK_VOLUME_RANGE_ML
+        if not lo <= qc["mask_volume_ml"] <= hi:
+            qc["warnings"].append(
+                f"Brain mask volume {qc['mask_volume_ml']:.0f} ml is outside the usual adult range {lo:.0f}-{hi:.0f} ml."
+            )
+
+    det = float(abs(np.linalg.det(template_to_scan[:3, :3])))
+    qc["affine_scale_determinant"] = det
+    if not SCALE_DETERMINANT_RANGE[0] <= det <= SCALE_DETERMINANT_RANGE[1]:
+        qc["warnings"].append(f"The head is {det:.2f} times the template's volume: check the registration.")
+    corr = qc.get("registration_correlation")
+    if corr is not None and corr < WEAK_REGISTRATION_CORRELATION:
+        qc["warnings"].append(f"Registration is weak (correlation with the template {corr:.2f}): check the overlay.")
+
+    # Scan on the model grid; the grid's brain mask follows the brain extraction backend.
+    template_mask_grid = template_on_grid("mask", grid) >= 0.5
+    if backend == "deepbet":
+        grid_mask = grid_to_grid_mask(mask, affine, grid, template_to_scan)
+    else:
+        grid_mask = template_mask_grid
+    t1_grid = scan_to_grid(data, affine, grid, template_to_scan)
+
+    if spec.registration == "none":
+        # no registration step ran: still measure how MNI-like the scan is, for QC only
+        corr = correlation_in_mask(t1_grid, np.asarray(template_on_grid("t1", grid)), template_mask_grid)
+        qc["registration_correlation"] = corr
+        if corr < MIN_REGISTRATION_CORRELATION:
+            qc["warnings"].append(f"The scan does not look like it is in MNI space (correlation {corr:.2f}).")
+
+    # 5. tissue segmentation
+    gm_model = None
+    tissues: dict = {}
+    if spec.segmentation:
+        begin("segmentation")
+        priors = tissue_priors(template_on_grid("gm", grid), template_on_grid("wm", grid), template_on_grid("mask", grid))
+        seg_mask = grid_mask & (t1_grid > 0)
+        posteriors, record["steps"]["segmentation"] = em_segment(t1_grid, priors, seg_mask)
+        tissues = {name: posteriors[i] for i, name in enumerate(("gm", "wm", "csf"))}
+        voxel_ml = abs(np.linalg.det(grid.affine[:3, :3])) / 1000.0 * det
+        for name, prob in tissues.items():
+            qc[f"{name}_volume_ml"] = float(prob.sum() * voxel_ml)
+        gm_model = tissues["gm"] * det if spec.modulation else tissues["gm"].copy()
+        record["steps"]["segmentation"]["modulation"] = (
+            {"jacobian_determinant_of_affine": det} if spec.modulation else None
+        )
+        end()
+
+    # 6. onto the model grid (done above, as the segmentation needs it), brain extraction applied
+    begin("resampling")
+    registered = t1_grid * grid_mask if mask is not None else t1_grid
+    registered_t1 = nib.Nifti1Image(registered.astype(np.float32), grid.affine)
+    template_t1 = template_image_on_grid("t1", grid)
+    record["steps"]["resampling"] = {
+        "grid": grid.to_dict(),
+        "interpolation": "linear (SimpleITK)",
+        "template_to_scan_ras": template_to_scan.tolist(),
+    }
+    end()
+
+    begin("smoothing_normalisation")
+    source = registered if spec.input_kind == "t1" else gm_model
+    smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
+    stats_mask = grid_mask if mask is not None else template_mask_grid
+    model_input, norm_record = normalise(smoothed, spec.intensity_normalisation, stats_mask)
+    if spec.input_kind == "t1" and mask is not None:
+        model_input = model_input * grid_mask
+    record["steps"]["smoothing_normalisation"] = {
+        "input_kind": spec.input_kind,
+        "smoothing_fwhm_mm": spec.smoothing_fwhm_mm,
+        "smoothing": "nilearn.image.smooth_img" if spec.smoothing_fwhm_mm else None,
+        "normalisation": norm_record,
+        "statistics_mask": "brain mask on the model grid",
+    }
+    end()
+
+    brain_mask_img = None
+    if mask is not None:
+        # back into the input's own voxel order (exact: the canonical step only flips/permutes axes)
+        canon = nib.Nifti1Image(mask, affine)
+        brain_mask_img = canon.as_reoriented(
+            nib.orientations.ornt_transform(
+                nib.orientations.io_orientation(affine), nib.orientations.io_orientation(native_affine)
+            )
+        )
+        brain_mask_img = nib.Nifti1Image(np.asarray(brain_mask_img.dataobj, dtype=np.uint8), native_affine)
+
+    timings["total"] = time.perf_counter() - t_start
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("Preprocessing cancelled.")
+    if progress is not None:
+        progress("done", len(steps), len(steps))
+    record["qc"] = qc
+    record["timings_s"] = dict(timings)
+    return Preprocessed(
+        model_input=np.ascontiguousarray(model_input, dtype=np.float32),
+        gm_model=None if gm_model is None else gm_model.astype(np.float32),
+        brain_mask=brain_mask_img,
+        registered_t1=registered_t1,
+        template_t1=template_t1,
+        qc=qc,
+        timings=timings,
+        record=record,
+        grid=grid,
+        template_to_scan=template_to_scan,
+        native_shape=tuple(native_shape),
+        native_affine=native_affine,
+        tissues=tissues,
+    )
+
+
+def grid_to_grid_mask(mask: np.ndarray, affine: np.ndarray, grid: Grid, template_to_scan: np.ndarray) -> np.ndarray:
+    """A scan-space mask sampled on the model grid (linear, >= 0.5)."""
+    return scan_to_grid(mask.astype(np.float32), affine, grid, template_to_scan) >= 0.5

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+from conftest import landmark_error_mm, moved_template, pose_matrix
+from scipy import ndimage
+
+import nibabel as nib
+from napari_bavis.errors import PreprocessError
+from napari_bavis.preprocess import PreprocessSpec, preprocess
+from napari_bavis.preprocess.register import register_to_template
+
+
+def _random_cases(n, seed=2026):
+    rng = np.random.default_rng(seed)
+    for case in range(n):
+        yield (
+            pose_matrix(rng.uniform(-20, 20, 3), rng.uniform(-30, 30, 3), rng.uniform(0.9, 1.1, 3)),
+            ("LPS", "LAS")[case % 2],
+            case,
+        )
+
+
+@pytest.mark.slow
+def test_known_random_affines_are_recovered_within_2mm(brain_landmarks_mm):
+    errors = []
+    for true_pose, storage, case in _random_cases(10):
+        scan = moved_template(true_pose, voxel_size=(1.2, 1.2, 1.2), storage=storage, bias_strength=0.2, noise_sd=0.01, seed=case)
+        reg = register_to_template(scan.get_fdata(dtype=np.float32), scan.affine)
+        errors.append(landmark_error_mm(true_pose, reg.template_to_scan, brain_landmarks_mm))
+    assert np.mean(errors) <= 2.0, errors
+    assert max(errors) <= 4.0, errors
+
+
+def test_large_pose_at_the_edge_of_the_range_is_recovered(brain_landmarks_mm):
+    """+-30 deg and +-40 mm: the rigid search over rotation starts must find the basin."""
+    true_pose = pose_matrix((30, -12, 18), (-40, 35, 30))
+    scan = moved_template(true_pose, voxel_size=(2.0, 2.0, 2.0), storage="LPS", source_resolution=2)
+    reg = register_to_template(scan.get_fdata(dtype=np.float32), scan.affine)
+    assert landmark_error_mm(true_pose, reg.template_to_scan, brain_landmarks_mm) <= 2.0
+    assert reg.correlation > 0.9
+
+
+def _non_brain(kind):
+    shape = (90, 100, 90)
+    if kind == "smooth-noise":
+        data = ndimage.gaussian_filter(np.random.default_rng(1).normal(size=shape), 3.0)
+        data = data - data.min()
+    else:
+        data = np.zeros(shape)
+        data[20:70, 20:80, 20:70] = 100.0
+    return nib.Nifti1Image(data.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("kind", ["smooth-noise", "cube"])
+def test_non_brain_image_fails_registration_naming_the_qc_measure(kind):
+    spec = PreprocessSpec(bias_correction=False, segmentation=False)
+    with pytest.raises(PreprocessError) as info:
+        preprocess(_non_brain(kind), spec)
+    message = str(info.value)
+    assert "correlation with the template" in message and "\n" not in message
