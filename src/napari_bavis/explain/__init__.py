@@ -1,0 +1,10 @@
+"""Explanation maps (Grad-CAM, Grad-CAM++, Smooth Grad-CAM++, multi-layer SMOE) for N-D PyTorch CNNs.
+
+Pure PyTorch: no Qt or napari. Every call is self-contained (no module-level state), removes its
+hooks and restores the model's modes. See docs/explain.md.
+"""
+
+from .capture import ACTIVATION_TYPES, resolve_layer
+from .engine import METHODS, compute_maps, default_layers, siamese_maps
+
+__all__ = ["ACTIVATION_TYPES", "METHODS", "compute_maps", "default_layers", "resolve_layer", "siamese_maps"]

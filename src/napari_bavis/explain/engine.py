@@ -1,0 +1,398 @@
+"""compute_maps / siamese_maps: every requested map from one forward and one gradient."""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ExplainError
+from . import cams
+from .capture import Request, eval_mode, last_of_each_resolution, no_autocast, resolve_layer, run_pass
+from .smoe import NORMALISATIONS, normalise_layer
+from .targets import ScoreFn, cosine_target, per_input_target
+
+METHODS = ("gradcam", "gradcam++", "smooth-gradcam++", "smoe", "smoe*gradcam++", "smoe*gradcam")
+_CAM_METHODS = ("gradcam", "gradcam++", "smoe*gradcam", "smoe*gradcam++")
+_SMOE_METHODS = ("smoe", "smoe*gradcam", "smoe*gradcam++")
+_PRODUCTS = ("smoe*gradcam", "smoe*gradcam++")
+_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+@dataclass
+class _Plan:
+    methods: tuple[str, ...]
+    spatial: tuple[int, ...]
+    tiling: object
+    request_ndims: frozenset[int]
+    cam_layer: tuple[str, nn.Module] | None
+    smoe_layers: list[tuple[str, nn.Module]] | None
+    smoe_weights: tuple[float, ...] | None
+    signed: bool
+    raw: bool
+    smoe_norm: str
+    smoe_eps: float
+    smooth_n: int
+    smooth_sigma: float
+    smooth_chunk: int
+    smooth_seed: int | None
+
+    def request(self, cam: bool, smoe: bool) -> Request:
+        return Request(
+            spatial_ndims=self.request_ndims,
+            cam_layer=self.cam_layer if cam else None,
+            cam_auto=cam and self.cam_layer is None,
+            smoe_layers=self.smoe_layers if smoe else None,
+            smoe_auto=smoe and self.smoe_layers is None,
+            smoe_eps=self.smoe_eps,
+        )
+
+
+def _check_methods(methods) -> tuple[str, ...]:
+    if isinstance(methods, str):
+        methods = (methods,)
+    methods = tuple(dict.fromkeys(methods))
+    if not methods:
+        raise ExplainError("no method requested; choose from " + ", ".join(METHODS))
+    for m in methods:
+        if m not in METHODS:
+            close = difflib.get_close_matches(str(m), METHODS, n=2)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise ExplainError(f"unknown method {m!r}{hint}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def _check_input(x, what: str = "input") -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ExplainError(f"the {what} must be a torch tensor, not {type(x).__name__}")
+    if x.ndim not in (4, 5):
+        raise ExplainError(
+            f"the {what} has shape {tuple(x.shape)}; expected (N, C, *spatial) with 2 or 3 spatial axes "
+            "(for one 3D scan add batch and channel axes: x[None, None])"
+        )
+    if not x.is_floating_point():
+        raise ExplainError(f"the {what} must be floating point, not {x.dtype}")
+    if x.shape[0] < 1:
+        raise ExplainError(f"the {what} is an empty batch")
+    return x
+
+
+def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return fallback
+
+
+def _to_device(a, device):
+    if isinstance(a, torch.Tensor):
+        a = a.detach()
+        if a.is_inference():
+            a = a.clone()
+        return a.to(device)
+    return a
+
+
+def _make_plan(model, x, methods, layer, smoe_layers, smoe_weights, options) -> _Plan:
+    if not isinstance(model, nn.Module):
+        raise ExplainError(f"the model must be a torch.nn.Module, not {type(model).__name__}")
+    methods = _check_methods(methods)
+    signed = bool(options.pop("signed", False))
+    raw = bool(options.pop("raw", False))
+    smoe_norm = options.pop("smoe_norm", "gaussian")
+    smoe_eps = float(options.pop("smoe_eps", 1e-7))
+    smooth_n = int(options.pop("smooth_n", 8))
+    smooth_sigma = float(options.pop("smooth_sigma", 0.15))
+    smooth_chunk = int(options.pop("smooth_chunk", 4))
+    smooth_seed = options.pop("smooth_seed", 0)
+    if options:
+        raise ExplainError(f"unknown option(s): {', '.join(sorted(options))}")
+    if smoe_norm not in NORMALISATIONS:
+        raise ExplainError(f"smoe_norm must be one of {', '.join(NORMALISATIONS)}, not {smoe_norm!r}")
+    if smooth_n < 1 or smooth_chunk < 1 or not smooth_sigma >= 0:
+        raise ExplainError("smooth_n and smooth_chunk must be >= 1 and smooth_sigma >= 0")
+    if raw and any(m in _PRODUCTS for m in methods):
+        raise ExplainError("products of SMOE and CAM maps exist only at the input's resolution; drop raw=True")
+
+    if layer is None:
+        layer = getattr(model, "gradcam_layer", None)
+    cam_layer = resolve_layer(model, layer) if layer is not None else None
+    if smoe_layers is None:
+        smoe_layers = getattr(model, "smoe_layers", None)
+    if smoe_layers is not None:
+        if isinstance(smoe_layers, (str, nn.Module)):
+            smoe_layers = (smoe_layers,)
+        resolved = [resolve_layer(model, s) for s in smoe_layers]
+        smoe_layers = list({name: (name, m) for name, m in resolved}.values())
+        if not smoe_layers:
+            raise ExplainError("smoe_layers is empty")
+    if smoe_weights is not None:
+        smoe_weights = tuple(float(w) for w in smoe_weights)
+        if not all(np.isfinite(w) and w >= 0 for w in smoe_weights) or sum(smoe_weights) <= 0:
+            raise ExplainError("smoe_weights must be finite, non-negative and not all zero")
+        if smoe_layers is not None and len(smoe_weights) != len(smoe_layers):
+            raise ExplainError(f"{len(smoe_weights)} smoe_weights for {len(smoe_layers)} SMOE layers")
+
+    tiling = getattr(model, "tiling", None)
+    ndims = {x.ndim}
+    if tiling is not None:
+        ndims.add(len(tuple(tiling.tile_spatial_shape)) + 2)
+    return _Plan(
+        methods=methods, spatial=tuple(x.shape[2:]), tiling=tiling, request_ndims=frozenset(ndims),
+        cam_layer=cam_layer, smoe_layers=smoe_layers, smoe_weights=smoe_weights, signed=signed, raw=raw,
+        smoe_norm=smoe_norm, smoe_eps=smoe_eps, smooth_n=smooth_n, smooth_sigma=smooth_sigma,
+        smooth_chunk=smooth_chunk, smooth_seed=smooth_seed,
+    )  # fmt: skip
+
+
+def resize(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(B, *s) -> (B, *size) by (bi/tri)linear interpolation, align_corners=False."""
+    size = tuple(int(s) for s in size)
+    if tuple(maps.shape[1:]) == size:
+        return maps
+    if maps.ndim - 1 != len(size) or len(size) not in _MODES:
+        raise ExplainError(f"cannot resize a map of shape {tuple(maps.shape[1:])} to {size}")
+    return F.interpolate(maps[:, None], size=size, mode=_MODES[len(size)], align_corners=False)[:, 0]
+
+
+def _to_input(rows: torch.Tensor, n: int, plan: _Plan, what: str) -> torch.Tensor:
+    """Layer-resolution rows (B_act, *s) -> one map per input (n, *input spatial), assembling tiles."""
+    b = rows.shape[0]
+    if b == n:
+        if rows.ndim - 1 != len(plan.spatial):
+            raise ExplainError(f"{what} has {rows.ndim - 1} spatial axes, the input {len(plan.spatial)}")
+        return resize(rows, plan.spatial)
+    if plan.tiling is None or b % n:
+        raise ExplainError(
+            f"{what} has batch {b} for {n} input(s); a model that cuts its input into tiles must expose model.tiling"
+        )
+    k = b // n
+    tile_shape = tuple(int(s) for s in plan.tiling.tile_spatial_shape)
+    tiles = resize(rows, tile_shape).reshape(n, k, *tile_shape)
+    maps = []
+    for i in range(n):
+        m = torch.as_tensor(plan.tiling.assemble(tiles[i]), dtype=torch.float32, device=rows.device)
+        if tuple(m.shape) != plan.spatial:
+            raise ExplainError(f"model.tiling.assemble returned shape {tuple(m.shape)}, not the input's {plan.spatial}")
+        maps.append(m)
+    return torch.stack(maps)
+
+
+def _smooth_noise(shape, seed: int, copy: int) -> torch.Tensor:
+    # Copy j of every input uses the same draw, so a batch gives the same maps as single calls.
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + copy))
+
+
+def _smooth_gradcampp(model, args, n, plan: _Plan, target) -> torch.Tensor:
+    """Mean Grad-CAM++ map over ``smooth_n`` noisy copies per input, ``smooth_chunk`` copies per forward."""
+    x = args[0]
+    dims = tuple(range(1, x.ndim))
+    sigma = plan.smooth_sigma * (x.amax(dim=dims) - x.amin(dim=dims)).float()
+    seed = plan.smooth_seed if plan.smooth_seed is not None else random.SystemRandom().randrange(2**31)
+    pairs = [(i, j) for i in range(n) for j in range(plan.smooth_n)]
+    request = plan.request(cam=True, smoe=False)
+    total = None
+    for start in range(0, len(pairs), plan.smooth_chunk):
+        part = pairs[start : start + plan.smooth_chunk]
+        c = len(part)
+        idx = torch.tensor([i for i, _ in part], device=x.device)
+        noise = torch.stack([_smooth_noise(x.shape[1:], seed, j) for _, j in part]).to(x.device, x.dtype)
+        xb = x.index_select(0, idx) + noise * sigma.index_select(0, idx).to(x.dtype).reshape(-1, *[1] * (x.ndim - 1))
+        rest = tuple(
+            a.index_select(0, idx) if isinstance(a, torch.Tensor) and a.ndim and a.shape[0] == n else a
+            for a in args[1:]
+        )
+        cap = run_pass(model, (xb, *rest), request, per_input_target(target, c))
+        with no_autocast(x.device):
+            m = cams.gradcampp(cap.activation.float(), cap.gradient.float(), plan.signed)
+        if m.shape[0] % c:
+            raise ExplainError(f"layer {cap.cam_name!r} has batch {m.shape[0]} for {c} inputs")
+        m = m.reshape(c, m.shape[0] // c, *m.shape[1:])
+        if total is None:
+            total = torch.zeros((n, *m.shape[1:]), dtype=torch.float32, device=m.device)
+        total.index_add_(0, idx, m)
+    total /= plan.smooth_n
+    return total.reshape(-1, *total.shape[2:])
+
+
+def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values: bool = False):
+    """Un-normalised maps: raw layer rows if ``plan.raw``, else (n, *spatial) per method; plus target values."""
+    methods = plan.methods
+    need_cam = any(m in _CAM_METHODS for m in methods)
+    need_smoe = any(m in _SMOE_METHODS for m in methods)
+    rows: dict[str, torch.Tensor] = {}
+    smoe_rows: list[tuple[str, torch.Tensor]] = []
+    values = None
+    cam_name = plan.cam_layer[0] if plan.cam_layer else "the Grad-CAM layer"
+    device = args[0].device
+    if need_cam or need_smoe or need_values:
+        cap = run_pass(model, args, plan.request(need_cam, need_smoe), score_fn)
+        values = cap.values
+        smoe_rows = cap.smoe
+        if need_cam:
+            cam_name = cap.cam_name
+            with no_autocast(device):
+                a, g = cap.activation.float(), cap.gradient.float()
+                if "gradcam" in methods or "smoe*gradcam" in methods:
+                    rows["gradcam"] = cams.gradcam(a, g, plan.signed)
+                if "gradcam++" in methods or "smoe*gradcam++" in methods:
+                    rows["gradcam++"] = cams.gradcampp(a, g, plan.signed)
+            del a, g, cap
+    if "smooth-gradcam++" in methods:
+        rows["smooth-gradcam++"] = _smooth_gradcampp(model, args, n, plan, target)
+
+    weights = plan.smoe_weights
+    if need_smoe and weights is not None and len(weights) != len(smoe_rows):
+        names = ", ".join(name for name, _ in smoe_rows)
+        raise ExplainError(f"{len(weights)} smoe_weights for {len(smoe_rows)} SMOE layers ({names})")
+
+    if plan.raw:
+        out = {m: rows[m] for m in methods if m in rows}
+        if need_smoe:
+            out.update({f"smoe:{name}": r for name, r in smoe_rows})
+        return out, values
+
+    with no_autocast(device):
+        full = {m: _to_input(r, n, plan, f"layer {cam_name!r}") for m, r in rows.items()}
+        if need_smoe:
+            weights = weights or (1.0,) * len(smoe_rows)
+            combined = None
+            for (name, r), w in zip(smoe_rows, weights, strict=True):
+                if w == 0:
+                    continue
+                normed = normalise_layer(r.reshape(n, -1), plan.smoe_norm, plan.smoe_eps).reshape(r.shape)
+                layer_map = _to_input(normed, n, plan, f"SMOE layer {name!r}") * w
+                combined = layer_map if combined is None else combined + layer_map
+            full["smoe"] = combined / sum(weights)
+            for p in _PRODUCTS:
+                if p in methods:
+                    full[p] = full["smoe"] * full[p.split("*")[1]]
+    return {m: full[m] for m in methods}, values
+
+
+def _normalise(maps: torch.Tensor, groups: list[slice], signed: bool, method: str) -> torch.Tensor:
+    """Scale each group of rows by its maximum (|.| if signed) to [0, 1] or [-1, 1]; zero maps stay zero."""
+    if not torch.isfinite(maps).all():
+        raise ExplainError(f"the {method} map is not finite: the model produced NaN or infinite values")
+    out = torch.zeros_like(maps)
+    for g in groups:
+        part = maps[g]
+        scale = (part.abs() if signed else part).max()
+        if scale > 0:
+            out[g] = part / scale
+    return out
+
+
+def _finish(maps: dict[str, torch.Tensor], groups, signed, squeeze: bool, normalise=True) -> dict[str, np.ndarray]:
+    result = {}
+    for method, m in maps.items():
+        if normalise:
+            m = _normalise(m, groups, signed and method != "smoe", method)
+        arr = m.detach().to("cpu", torch.float32).numpy()
+        result[method] = arr[0] if squeeze else arr
+    return result
+
+
+def _split_inputs(inputs) -> tuple:
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,)
+    if isinstance(inputs, (tuple, list)) and inputs:
+        return tuple(inputs)
+    raise ExplainError(f"inputs must be a tensor or a non-empty tuple of model arguments, not {type(inputs).__name__}")
+
+
+def compute_maps(
+    model: nn.Module,
+    inputs,
+    methods: Sequence[str] | str = ("gradcam", "gradcam++", "smoe"),
+    layer: str | nn.Module | None = None,
+    smoe_layers: Sequence[str | nn.Module] | None = None,
+    smoe_weights: Sequence[float] | None = None,
+    target: None | int | Callable = None,
+    **options,
+) -> dict[str, np.ndarray]:
+    """Explanation maps for the first input tensor; see docs/explain.md for methods and options."""
+    args = _split_inputs(inputs)
+    x = _check_input(args[0])
+    plan = _make_plan(model, x, methods, layer, smoe_layers, smoe_weights, dict(options))
+    device = _model_device(model, x.device)
+    n = x.shape[0]
+    with torch.inference_mode(False):
+        args = tuple(_to_device(a, device) for a in args)
+        with eval_mode(model):
+            maps, _ = _explain(model, args, n, plan, per_input_target(target, n), target)
+        if plan.raw:
+            return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in maps.items()}
+        return _finish(maps, [slice(i, i + 1) for i in range(n)], plan.signed, squeeze=n == 1)
+
+
+def siamese_maps(
+    encoder: nn.Module,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    methods: Sequence[str] | str = ("gradcam", "gradcam++", "smoe"),
+    layer: str | nn.Module | None = None,
+    smoe_layers: Sequence[str | nn.Module] | None = None,
+    smoe_weights: Sequence[float] | None = None,
+    **options,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], float]:
+    """Per-branch maps explaining the cosine similarity of ``encoder(a)`` and ``encoder(b)``.
+
+    a and b run as one batch (eval mode: rows are independent), so each branch's map comes from
+    its own activations and gradients, and swapping a and b swaps the maps.
+    """
+    a, b = _check_input(a, "first input"), _check_input(b, "second input")
+    if a.shape[1:] != b.shape[1:]:
+        raise ExplainError(f"the two inputs differ in shape: {tuple(a.shape[1:])} vs {tuple(b.shape[1:])}")
+    if "smooth-gradcam++" in _check_methods(methods):
+        raise ExplainError("'smooth-gradcam++' is not available for Siamese maps")
+    na, nb = a.shape[0], b.shape[0]
+    x = torch.cat([a.detach(), b.detach().to(a.device, a.dtype)])
+    plan = _make_plan(encoder, x, methods, layer, smoe_layers, smoe_weights, dict(options))
+    device = _model_device(encoder, x.device)
+    with torch.inference_mode(False):
+        x = _to_device(x, device)
+        with eval_mode(encoder):
+            maps, values = _explain(encoder, (x,), na + nb, plan, cosine_target(na, nb), None, need_values=True)
+        similarity = float(values[0])
+        if plan.raw:
+            out_a, out_b = {}, {}
+            for k, v in maps.items():
+                per = v.shape[0] // (na + nb)
+                out_a[k] = v[: na * per].detach().cpu().numpy()
+                out_b[k] = v[na * per :].detach().cpu().numpy()
+            return out_a, out_b, similarity
+        both = {}
+        for k, v in maps.items():
+            both[k] = _normalise(v, [slice(0, na), slice(na, na + nb)], plan.signed and k != "smoe", k)
+        maps_a = _finish({k: v[:na] for k, v in both.items()}, None, None, squeeze=na == 1, normalise=False)
+        maps_b = _finish({k: v[na:] for k, v in both.items()}, None, None, squeeze=nb == 1, normalise=False)
+        return maps_a, maps_b, similarity
+
+
+def default_layers(model: nn.Module, inputs) -> tuple[str, tuple[str, ...]]:
+    """(Grad-CAM layer, SMOE layers) that compute_maps uses when none are given (runs one no-grad forward)."""
+    args = _split_inputs(inputs)
+    x = _check_input(args[0])
+    plan = _make_plan(model, x, ("gradcam",), None, None, None, {})
+    cam = plan.cam_layer[0] if plan.cam_layer else None
+    smoe = tuple(name for name, _ in plan.smoe_layers) if plan.smoe_layers else None
+    if cam is None or smoe is None:
+        device = _model_device(model, x.device)
+        with torch.inference_mode(False):
+            args = tuple(_to_device(a, device) for a in args)
+            request = Request(spatial_ndims=plan.request_ndims, record_events=True)
+            with eval_mode(model):
+                events = run_pass(model, args, request, None).events
+        if not events:
+            raise ExplainError("no activation layer with spatial output was reached")
+        cam = cam or events[-1][0]
+        smoe = smoe or tuple(events[i][0] for i in last_of_each_resolution(events))
+    return cam, smoe
