@@ -151,7 +151,7 @@ def reference_regions() -> dict[str, np.ndarray]:
     (bx, by, bz) = VENTRICLE_BOX_MM
     box = (x > bx[0]) & (x < bx[1]) & (y > by[0]) & (y < by[1]) & (z > bz[0]) & (z < bz[1])
     csf_like = brain & box & (t1 < 0.45) & (gm < 0.5) & (wm < 0.5)
-    labels, n = ndi.label(csf_like)
+    labels, _ = ndi.label(csf_like)
     ventricles = np.zeros(grid.shape, bool)
     for lab, sl in enumerate(ndi.find_objects(labels), start=1):
         comp = labels[sl] == lab
