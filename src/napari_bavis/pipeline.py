@@ -185,6 +185,18 @@ def _qc_images(pre) -> dict:
     return qc
 
 
+def _maps_on_scan(pre, maps_model: dict, restrict_to_brain: bool) -> dict[str, np.ndarray]:
+    mask = getattr(pre, "brain_mask", None) if restrict_to_brain else None
+    inside = np.asarray(mask.dataobj) > 0 if mask is not None else None
+    out = {}
+    for method, values in maps_model.items():
+        native = np.clip(pre.to_native(values), 0.0, 1.0).astype(np.float32)
+        if inside is not None:
+            native[~inside] = 0.0
+        out[method] = native
+    return out
+
+
 def analyze(
     scan,
     model="demo",
@@ -194,12 +206,14 @@ def analyze(
     device: str = "auto",
     progress: Progress | None = None,
     cancel=None,
+    restrict_to_brain: bool = True,
     **explain_options,
 ) -> Analysis:
     """Brain age and explanation maps of one scan (path, nibabel image or Scan).
 
     ``progress(step, done, total)`` is called as each step starts; ``cancel`` (anything with
-    ``is_set()``) is checked between steps and raises :class:`Cancelled`.
+    ``is_set()``) is checked between steps and raises :class:`Cancelled`. ``restrict_to_brain``
+    zeroes the maps outside the brain mask on the scan (the model grid's box holds skull and air too).
     """
     import torch
 
@@ -233,7 +247,7 @@ def analyze(
         inputs = (x, s) if s is not None else x
         maps_model = compute_maps(module, inputs, methods=methods, **explain_options)
     steps.start("maps onto the scan")
-    maps = {k: np.clip(pre.to_native(v), 0.0, 1.0).astype(np.float32) for k, v in maps_model.items()}
+    maps = _maps_on_scan(pre, maps_model, restrict_to_brain)
     steps.finish()
     if progress is not None:
         progress("done", steps.total, steps.total)
@@ -242,6 +256,7 @@ def analyze(
         "preprocessing": getattr(pre, "record", {}),
         "preprocessing_qc": _jsonable(getattr(pre, "qc", {})),
         "methods": list(methods),
+        "maps_restricted_to_brain_mask": bool(restrict_to_brain and getattr(pre, "brain_mask", None) is not None),
         "explain_options": _jsonable(explain_options),
         "device": str(dev),
         "versions": versions(),
@@ -260,6 +275,7 @@ def compare(
     device: str = "auto",
     progress: Progress | None = None,
     cancel=None,
+    restrict_to_brain: bool = True,
     **explain_options,
 ) -> Comparison:
     """Similarity of two scans under a Siamese encoder, with one map per scan from its own branch."""
@@ -289,8 +305,8 @@ def compare(
         b = torch.as_tensor(pre_b.model_input, dtype=torch.float32, device=dev)[None, None]
         model_a, model_b, _ = siamese_maps(module, a, b, methods=methods, **explain_options)
         steps.start("maps onto the scans")
-        maps_a = {k: np.clip(pre_a.to_native(v), 0, 1).astype(np.float32) for k, v in model_a.items()}
-        maps_b = {k: np.clip(pre_b.to_native(v), 0, 1).astype(np.float32) for k, v in model_b.items()}
+        maps_a = _maps_on_scan(pre_a, model_a, restrict_to_brain)
+        maps_b = _maps_on_scan(pre_b, model_b, restrict_to_brain)
     steps.finish()
     if progress is not None:
         progress("done", steps.total, steps.total)
@@ -446,3 +462,63 @@ def analysis_report(analysis: Analysis, threshold, mode, regions, files) -> dict
         "record": analysis.record,
         "research_use_only": True,
     })
+
+
+def export_comparison(
+    comparison: Comparison,
+    out_dir,
+    threshold: float = 0.3,
+    mode: str = "value",
+    min_size_mm3: float = 50.0,
+) -> dict:
+    """Write each scan's maps (NIfTI, that scan file's space), one three-plane PNG per scan and
+    report.json into ``out_dir``, through a temporary folder renamed at the end. Returns the report."""
+    from .figure import three_plane_figure, write_bytes_atomic
+    from .io import write_nifti
+
+    out_dir = Path(out_dir)
+    inputs = (comparison.scan_a.path, comparison.scan_b.path)
+    tmp = _prepare_dir(out_dir, inputs)
+    try:
+        files: dict = {"a": {}, "b": {}}
+        regions: dict = {"a": {}, "b": {}}
+        figures = {}
+        for side, scan, maps in (("a", comparison.scan_a, comparison.maps_a), ("b", comparison.scan_b, comparison.maps_b)):
+            for method, values in maps.items():
+                name = f"map_{side}_{_method_file(method)}.nii.gz"
+                write_nifti(tmp / name, scan.to_source(values), protect=inputs)
+                files[side][method] = name
+                cutoff = threshold_value(values, threshold, mode)
+                _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+                regions[side][method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+            shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in maps), None)
+            png = three_plane_figure(
+                scan.data, scan.scale, maps.get(shown) if shown else None,
+                cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
+                title=f"scan {side.upper()}: {scan.name}" + (f" — {shown}" if shown else ""), overlay_label=shown or "",
+            )
+            write_bytes_atomic(tmp / f"figure_{side}.png", png)
+            figures[side] = f"figure_{side}.png"
+        sim = comparison.similarity.to_dict() if hasattr(comparison.similarity, "to_dict") else comparison.similarity
+        report = _jsonable({
+            "scan_a": comparison.scan_a.path or comparison.scan_a.name,
+            "scan_b": comparison.scan_b.path or comparison.scan_b.name,
+            "similarity": sim,
+            "warnings": comparison.notes,
+            "threshold": {"value": threshold, "mode": mode},
+            "maps": files,
+            "figures": figures,
+            "regions": regions,
+            "model": card_summary(comparison.card),
+            "model_card_summary": comparison.card.summary() if hasattr(comparison.card, "summary") else "",
+            "timings_s": comparison.timings,
+            "record": comparison.record,
+            "versions": comparison.record.get("versions", {}),
+            "research_use_only": True,
+        })
+        write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
+        _commit_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
