@@ -26,6 +26,19 @@ def test_samples_open_with_scan_transform_and_anterior_up(make_napari_viewer, ke
     assert tuple(camera_of(viewer).orientation2d) == ("up", "right")  # anterior up, neurological
 
 
+@pytest.mark.parametrize("key", ["young_healthy", "old_ad_like"])
+def test_phantom_samples_open_in_their_native_space(make_napari_viewer, key):
+    from napari_bavis.phantoms import sample_subject
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-bavis", key)
+    (layer,) = viewer.layers
+    expected = scan_from_image(sample_subject(key.replace("_", " ").replace("ad like", "AD-like")))
+    np.testing.assert_allclose(layer.translate, expected.translate, atol=1e-4)
+    assert layer.data.shape == expected.data.shape
+    assert layer.name.startswith("phantom ")
+
+
 def test_synthetic_sample_is_a_scanner_pose_not_the_template():
     img = synthetic_native_scan()
     assert nib.aff2axcodes(img.affine) == ("L", "P", "S")

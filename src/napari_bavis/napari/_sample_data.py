@@ -17,3 +17,23 @@ def synthetic_native():
     scan = scan_from_image(synthetic_native_scan())
     orient_current_viewer()
     return [scan_layer_data(scan, name="synthetic scan (native space)")]
+
+
+def _phantom(kind: str):
+    from ..phantoms import sample_subject
+
+    scan = scan_from_image(sample_subject(kind))
+    orient_current_viewer()
+    return [scan_layer_data(scan, name=f"phantom {kind}")]
+
+
+def young_healthy():
+    return _phantom("young healthy")
+
+
+def old_healthy():
+    return _phantom("old healthy")
+
+
+def old_ad_like():
+    return _phantom("old AD-like")
