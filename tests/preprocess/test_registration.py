@@ -57,3 +57,27 @@ def test_non_brain_image_fails_registration_naming_the_qc_measure(kind):
         preprocess(_non_brain(kind), spec)
     message = str(info.value)
     assert "correlation with the template" in message and "\n" not in message
+
+
+def test_a_head_with_skull_and_scalp_registers_to_the_skull_stripped_template(brain_landmarks_mm):
+    """Real scans keep their skull; the template has none. A dark skull and bright scalp shell must not pull the fit."""
+    from nibabel.processing import resample_from_to
+
+    from napari_bavis.preprocess.templates import template
+
+    t1, affine = template("t1", 2)
+    brain = template("mask", 2)[0] > 0.5
+    pad = 10
+    outside_mm = ndimage.distance_transform_edt(~np.pad(brain, pad)) * 2.0
+    head = np.pad(np.array(t1), pad)
+    head[(outside_mm > 0) & (outside_mm <= 6)] = 0.08  # skull
+    head[(outside_mm > 6) & (outside_mm <= 14)] = 0.75  # scalp fat
+    head_affine = affine.copy()
+    head_affine[:3, 3] -= 2.0 * pad
+    true_pose = pose_matrix((-18, 6, 14), (-25, 20, -12), (1.05, 0.95, 1.0))
+    shape = (110, 130, 110)
+    scan_affine = np.diag([-2.0, -2.0, 2.0, 1.0])
+    scan_affine[:3, 3] = np.array([0.0, -18.0, 18.0]) - scan_affine[:3, :3] @ (np.array(shape) / 2)
+    scan = resample_from_to(nib.Nifti1Image(head.astype(np.float32), true_pose @ head_affine), (shape, scan_affine), order=1)
+    reg = register_to_template(scan.get_fdata(dtype=np.float32), scan.affine)
+    assert landmark_error_mm(true_pose, reg.template_to_scan, brain_landmarks_mm) <= 2.0

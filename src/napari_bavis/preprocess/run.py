@@ -84,9 +84,10 @@ def _plan(spec: PreprocessSpec, backend: str | None) -> list[str]:
     steps.append("registration")
     if backend == "template":
         steps.append("brain_extraction")
+    steps.append("resampling")
     if spec.segmentation:
         steps.append("segmentation")
-    steps += ["resampling", "smoothing_normalisation"]
+    steps.append("smoothing_normalisation")
     return steps
 
 
@@ -191,7 +192,8 @@ def preprocess(
     if corr is not None and corr < WEAK_REGISTRATION_CORRELATION:
         qc["warnings"].append(f"Registration is weak (correlation with the template {corr:.2f}): check the overlay.")
 
-    # Scan on the model grid; the grid's brain mask follows the brain extraction backend.
+    # 6a. the scan onto the model grid; the grid's brain mask follows the brain extraction backend
+    begin("resampling")
     template_mask_grid = template_on_grid("mask", grid) >= 0.5
     if backend == "deepbet":
         grid_mask = grid_to_grid_mask(mask, affine, grid, template_to_scan)
@@ -205,6 +207,16 @@ def preprocess(
         qc["registration_correlation"] = corr
         if corr < MIN_REGISTRATION_CORRELATION:
             qc["warnings"].append(f"The scan does not look like it is in MNI space (correlation {corr:.2f}).")
+
+    registered = t1_grid * grid_mask if mask is not None else t1_grid
+    registered_t1 = nib.Nifti1Image(registered.astype(np.float32), grid.affine)
+    template_t1 = template_image_on_grid("t1", grid)
+    record["steps"]["resampling"] = {
+        "grid": grid.to_dict(),
+        "interpolation": "linear (SimpleITK)",
+        "template_to_scan_ras": template_to_scan.tolist(),
+    }
+    end()
 
     # 5. tissue segmentation
     gm_model = None
@@ -224,18 +236,7 @@ def preprocess(
         )
         end()
 
-    # 6. onto the model grid (done above, as the segmentation needs it), brain extraction applied
-    begin("resampling")
-    registered = t1_grid * grid_mask if mask is not None else t1_grid
-    registered_t1 = nib.Nifti1Image(registered.astype(np.float32), grid.affine)
-    template_t1 = template_image_on_grid("t1", grid)
-    record["steps"]["resampling"] = {
-        "grid": grid.to_dict(),
-        "interpolation": "linear (SimpleITK)",
-        "template_to_scan_ras": template_to_scan.tolist(),
-    }
-    end()
-
+    # 6b. smoothing and intensity normalisation of what the model reads
     begin("smoothing_normalisation")
     source = registered if spec.input_kind == "t1" else gm_model
     smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
