@@ -522,3 +522,63 @@ def export_comparison(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def export_comparison(
+    comparison: Comparison,
+    out_dir,
+    threshold: float = 0.3,
+    mode: str = "value",
+    min_size_mm3: float = 50.0,
+) -> dict:
+    """Write each scan's maps (NIfTI, that scan file's space), one three-plane PNG per scan and
+    report.json into ``out_dir``, through a temporary folder renamed at the end. Returns the report."""
+    from .figure import three_plane_figure, write_bytes_atomic
+    from .io import write_nifti
+
+    out_dir = Path(out_dir)
+    inputs = (comparison.scan_a.path, comparison.scan_b.path)
+    tmp = _prepare_dir(out_dir, inputs)
+    try:
+        files: dict = {"a": {}, "b": {}}
+        regions: dict = {"a": {}, "b": {}}
+        figures = {}
+        for side, scan, maps in (("a", comparison.scan_a, comparison.maps_a), ("b", comparison.scan_b, comparison.maps_b)):
+            for method, values in maps.items():
+                name = f"map_{side}_{_method_file(method)}.nii.gz"
+                write_nifti(tmp / name, scan.to_source(values), protect=inputs)
+                files[side][method] = name
+                cutoff = threshold_value(values, threshold, mode)
+                _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+                regions[side][method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+            shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in maps), None)
+            png = three_plane_figure(
+                scan.data, scan.scale, maps.get(shown) if shown else None,
+                cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
+                title=f"scan {side.upper()}: {scan.name}" + (f" — {shown}" if shown else ""), overlay_label=shown or "",
+            )
+            write_bytes_atomic(tmp / f"figure_{side}.png", png)
+            figures[side] = f"figure_{side}.png"
+        sim = comparison.similarity.to_dict() if hasattr(comparison.similarity, "to_dict") else comparison.similarity
+        report = _jsonable({
+            "scan_a": comparison.scan_a.path or comparison.scan_a.name,
+            "scan_b": comparison.scan_b.path or comparison.scan_b.name,
+            "similarity": sim,
+            "warnings": comparison.notes,
+            "threshold": {"value": threshold, "mode": mode},
+            "maps": files,
+            "figures": figures,
+            "regions": regions,
+            "model": card_summary(comparison.card),
+            "model_card_summary": comparison.card.summary() if hasattr(comparison.card, "summary") else "",
+            "timings_s": comparison.timings,
+            "record": comparison.record,
+            "versions": comparison.record.get("versions", {}),
+            "research_use_only": True,
+        })
+        write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
+        _commit_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report

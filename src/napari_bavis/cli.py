@@ -1,0 +1,865 @@
+"""``napari-bavis``: the widgets' analysis over one scan or a cohort, with no display.
+
+Every subcommand calls :mod:`napari_bavis.pipeline` (no second implementation). Exit codes:
+0 all good, 1 at least one scan failed, 2 usage errors (bad arguments, unknown model or device,
+an unreadable covariates table, an output folder that would collide with an input), 130 when
+interrupted. Each failing scan gets exactly one ``<path>: <reason>`` line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import BavisError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: report.json keys the issue promises; a report without them is treated as unfinished.
+REPORT_KEYS = ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected", "regions",
+               "model", "model_card_summary", "preprocessing", "versions")
+RESULT_COLUMNS = ("name", "scan", "status", "brain_age", "chronological_age", "sex", "brain_age_gap",
+                  "brain_age_corrected", "brain_age_gap_corrected", "out_of_range", "model", "top_region_ras_mm",
+                  "top_region_volume_mm3", "warnings", "error", "seconds")
+_KEY_COLUMNS = ("file", "filename", "file_name", "path", "scan", "scan_name", "name", "subject", "id")
+_AGE_COLUMNS = ("age", "chronological_age", "age_years")
+_SEX_COLUMNS = ("sex", "gender")
+_SEXES = {"f": "F", "female": "F", "m": "M", "male": "M"}
+
+
+class UsageError(Exception):
+    """A problem with the command line itself: reported as ``napari-bavis: error: ...``, exit 2."""
+
+
+# --- small helpers ------------------------------------------------------------------------------
+
+def _err(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def failure_line(path, err: BaseException) -> str:
+    """``<path>: <reason>``: the one stderr line of a failing scan (never a traceback)."""
+    if isinstance(err, BavisError):
+        reason = _one_line(err)
+        for prefix in (f"{Path(str(path)).name}: ", f"{path}: "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+    else:
+        reason = f"internal error: {type(err).__name__}: {_one_line(err) or 'no message'}"
+    return f"{path}: {reason}"
+
+
+def _progress_bars_enabled(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _tqdm(**kwargs):
+    from tqdm import tqdm
+
+    return tqdm(file=sys.stderr, dynamic_ncols=True, leave=False, **kwargs)
+
+
+# --- finding scans -----------------------------------------------------------------------------
+
+def find_scans(paths: Sequence, exclude=None) -> list[Path]:
+    """Files as given plus .nii/.nii.gz under folders (recursively), sorted, without duplicates.
+
+    Files under ``exclude`` (the output folder) are never taken as inputs, so a second run over a
+    folder that holds its own results does not analyse its maps.
+    """
+    from .io import is_scan_path
+
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    found: dict[Path, Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in p.rglob("*"):
+                if f.is_file() and f.name.lower().endswith((".nii", ".nii.gz")) and not f.name.startswith("."):
+                    resolved = f.resolve()
+                    if exclude is not None and resolved.is_relative_to(exclude):
+                        continue
+                    found.setdefault(resolved, f)
+        elif p.exists() or is_scan_path(p):
+            found.setdefault(p.resolve(), p)  # a given file is analysed (or fails) whatever its suffix
+        else:
+            found.setdefault(p.resolve(), p)  # missing: fails with one line like any bad scan
+    return [found[k] for k in sorted(found, key=str)]
+
+
+def output_names(scans: Sequence[Path]) -> list[str]:
+    """One folder name per scan: its scan name, or name-<hash of the path> where two scans share one.
+
+    Computed over the whole (sorted) list before sharding, so every shard agrees.
+    """
+    from .io import scan_name
+
+    names = [scan_name(p) or "scan" for p in scans]
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    out = []
+    for p, n in zip(scans, names):
+        if counts[n] > 1:
+            n = f"{n}-{hashlib.sha1(str(Path(p).resolve()).encode()).hexdigest()[:8]}"
+        out.append(n)
+    return out
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/n`` (1 <= i <= n) -> (i, n)."""
+    try:
+        i_text, n_text = text.split("/")
+        i, n = int(i_text), int(n_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard must look like i/n (e.g. 3/10), not {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 1 <= i <= n")
+    return i, n
+
+
+def shard_indices(count: int, shard: tuple[int, int] | None) -> list[int]:
+    """Positions in the sorted scan list that shard i of n processes (round robin: balanced, disjoint)."""
+    if shard is None:
+        return list(range(count))
+    i, n = shard
+    return list(range(i - 1, count, n))
+
+
+# --- covariates --------------------------------------------------------------------------------
+
+@dataclass
+class Covariates:
+    age: float | None = None
+    sex: str | None = None
+
+
+def _parse_sex(value: str, where: str) -> str | None:
+    v = value.strip().lower()
+    if not v:
+        return None
+    if v not in _SEXES:
+        raise UsageError(f"{where}: sex {value!r} is not F or M")
+    return _SEXES[v]
+
+
+def _parse_age(value: str, where: str) -> float | None:
+    v = value.strip()
+    if not v:
+        return None
+    try:
+        age = float(v)
+    except ValueError:
+        raise UsageError(f"{where}: age {value!r} is not a number") from None
+    if not 0 <= age < 150:
+        raise UsageError(f"{where}: age {age:g} is not a plausible age in years")
+    return age
+
+
+def read_covariates(path) -> dict[str, Covariates]:
+    """CSV (or TSV) with a header naming a file/scan column and age and/or sex columns.
+
+    Keys are file names (with suffix), scan names (without) and the values as written, so a row
+    matches a scan by any of them.
+    """
+    from .io import scan_name
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"--covariates {p}: cannot read it ({_one_line(err)})") from None
+    try:
+        dialect = csv.Sniffer().sniff(text.splitlines()[0] if text.strip() else ",", delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        raise UsageError(f"--covariates {p}: the file is empty")
+    header = [h.strip().lower() for h in rows[0]]
+    key_col = next((header.index(c) for c in _KEY_COLUMNS if c in header), None)
+    age_col = next((header.index(c) for c in _AGE_COLUMNS if c in header), None)
+    sex_col = next((header.index(c) for c in _SEX_COLUMNS if c in header), None)
+    if key_col is None or (age_col is None and sex_col is None):
+        raise UsageError(
+            f"--covariates {p}: unknown column layout {rows[0]}; expected a header with a file column "
+            f"({'/'.join(_KEY_COLUMNS[:2])} or scan) and age and/or sex columns"
+        )
+    table: dict[str, Covariates] = {}
+    for line_no, row in enumerate(rows[1:], start=2):
+        where = f"--covariates {p.name} line {line_no}"
+        row = row + [""] * (len(header) - len(row))
+        key = row[key_col].strip()
+        if not key:
+            raise UsageError(f"{where}: the file column is empty")
+        cov = Covariates(
+            age=_parse_age(row[age_col], where) if age_col is not None else None,
+            sex=_parse_sex(row[sex_col], where) if sex_col is not None else None,
+        )
+        for k in {key, Path(key).name, scan_name(key)}:
+            table[k] = cov
+    return table
+
+
+def covariates_for(scan: Path, table: dict[str, Covariates]) -> Covariates | None:
+    from .io import scan_name
+
+    for k in (str(scan), scan.name, scan_name(scan)):
+        if k in table:
+            return table[k]
+    return None
+
+
+# --- per-scan work (also run inside worker processes) -----------------------------------------
+
+@dataclass
+class Job:
+    index: int
+    path: str
+    out_dir: str
+    age: float | None
+    sex: str | None
+    methods: tuple
+    threshold: float
+    mode: str
+
+
+@dataclass
+class Outcome:
+    index: int
+    status: str  # "done" | "failed"
+    error: str | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+def complete_report(report: dict, analysis) -> dict:
+    """The keys the issue promises at the top level of report.json (the pipeline nests some)."""
+    record = report.get("record", {})
+    report.setdefault("model_card_summary", analysis.card.summary() if hasattr(analysis.card, "summary") else "")
+    report.setdefault("preprocessing", record.get("preprocessing", {}))
+    report.setdefault("versions", record.get("versions", {}))
+    return report
+
+
+def export_with_cli_keys(analysis, out_dir: Path, threshold: float, mode: str) -> dict:
+    """pipeline.export_analysis, then the top-level keys, rewritten atomically (a report still without
+    them, after a kill in between, reads as unfinished and the scan is redone)."""
+    from .figure import write_bytes_atomic
+    from .pipeline import _jsonable, export_analysis
+
+    report = export_analysis(analysis, out_dir, threshold=threshold, mode=mode)
+    report = _jsonable(complete_report(report, analysis))
+    write_bytes_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
+    return report
+
+
+def run_job(job: Job, model, device: str, progress=None) -> Outcome:
+    """Analyse and export one scan; every error becomes the outcome's one line."""
+    from . import pipeline
+    from .io import load_scan
+
+    start = time.perf_counter()
+    try:
+        out_dir = Path(job.out_dir)
+        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
+            raise BavisError(f"{out_dir} exists and is not a napari-bavis result; move it or choose another --out")
+        scan = load_scan(job.path)  # a bad file fails here, for its own reason, before anything else
+        card = model[1] if isinstance(model, tuple) else None
+        if card is not None and card.sex_encoding is not None and job.sex is None:
+            raise BavisError(f"the model {card.name} needs the sex (F/M): give --sex or a sex column in --covariates")
+        analysis = pipeline.analyze(scan, model=model, chronological_age=job.age, sex=job.sex,
+                                    methods=job.methods, device=device, progress=progress)
+        export_with_cli_keys(analysis, out_dir, job.threshold, job.mode)
+        return Outcome(job.index, "done", seconds=time.perf_counter() - start)
+    except Exception as err:  # one line per scan, whatever went wrong
+        return Outcome(job.index, "failed", failure_line(job.path, err), time.perf_counter() - start)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(model_ref, threads: int, events) -> None:
+    """Share the cores: torch, OpenMP and ITK (registration) each get ``threads`` per worker."""
+    threads = max(1, threads)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"):
+        os.environ[var] = str(threads)
+    import SimpleITK
+    import torch
+
+    from . import pipeline
+
+    torch.set_num_threads(threads)
+    SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    _WORKER["events"] = events
+    try:
+        _WORKER["model"] = pipeline.load_model(model_ref, "cpu")
+    except Exception as err:  # reported per job, so the run still ends cleanly
+        _WORKER["model_error"] = err
+
+
+def _worker_run(job: Job) -> Outcome:
+    if "model_error" in _WORKER:
+        return Outcome(job.index, "failed", failure_line(job.path, _WORKER["model_error"]))
+    events = _WORKER.get("events")
+
+    def progress(step, done, total):
+        if events is not None:
+            events.put((job.index, step, done, total))
+
+    return run_job(job, _WORKER["model"], "cpu", progress)
+
+
+# --- resume and results.csv -------------------------------------------------------------------
+
+def finished_report(out_dir: Path) -> dict | None:
+    """The report of a complete earlier result in ``out_dir`` (its maps present), else None."""
+    try:
+        report = json.loads((out_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict) or any(k not in report for k in REPORT_KEYS):
+        return None
+    maps = report.get("maps") or {}
+    if not all((out_dir / f).is_file() for f in maps.values()):
+        return None
+    return report
+
+
+def result_row(name: str, path, status: str, report: dict | None, sex=None, error=None, seconds=None) -> dict:
+    row = {c: "" for c in RESULT_COLUMNS}
+    row.update(name=name, scan=str(path), status=status, error=error or "",
+               seconds="" if seconds is None else f"{seconds:.1f}", sex=sex or "")
+    if report:
+        pred = report.get("prediction") or {}
+        for key in ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected"):
+            value = report.get(key)
+            row[key] = "" if value is None else f"{value:.2f}"
+        if pred.get("brain_age_corrected") is not None:
+            row["brain_age_corrected"] = f"{pred['brain_age_corrected']:.2f}"
+        row["out_of_range"] = "yes" if pred.get("out_of_range_warning") else ""
+        row["model"] = (report.get("model") or {}).get("name") or ""
+        row["warnings"] = " | ".join(report.get("warnings") or [])
+        regions = report.get("regions") or {}
+        shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in regions), None)
+        table = (regions.get(shown) or {}).get("regions") if shown else None
+        if table:
+            row["top_region_ras_mm"] = " ".join(f"{v:.1f}" for v in table[0]["peak_ras_mm"])
+            row["top_region_volume_mm3"] = f"{table[0]['volume_mm3']:.0f}"
+    return row
+
+
+def write_results(csv_path: Path, rows: list[dict]) -> None:
+    """Merge with rows already there (kept unless this run redid that scan), then replace atomically."""
+    from .figure import write_bytes_atomic
+
+    merged: dict[str, dict] = {}
+    if csv_path.is_file():
+        try:
+            with open(csv_path, newline="", encoding="utf-8") as handle:
+                for old in csv.DictReader(handle):
+                    if old.get("name"):
+                        merged[old["name"]] = {c: old.get(c, "") or "" for c in RESULT_COLUMNS}
+        except (OSError, csv.Error, UnicodeDecodeError):
+            pass  # an unreadable old table is rebuilt from this run
+    for row in rows:
+        merged[row["name"]] = row
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for name in sorted(merged):
+        writer.writerow(merged[name])
+    write_bytes_atomic(csv_path, buffer.getvalue().encode("utf-8"))
+
+
+# --- analyze ---------------------------------------------------------------------------------
+
+def _methods(text: str) -> tuple[str, ...]:
+    from .pipeline import ALL_METHODS
+
+    methods = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    if text.strip().lower() == "all":
+        return ALL_METHODS
+    unknown = [m for m in methods if m not in ALL_METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(ALL_METHODS)} (or all)")
+    return methods
+
+
+def _resolve_device(name: str) -> str:
+    from .models import pick_device
+
+    try:
+        return str(pick_device(name))
+    except BavisError as err:
+        raise UsageError(str(err)) from None
+
+
+def _load_model_or_usage(model_ref, device: str):
+    from . import pipeline
+
+    try:
+        return pipeline.load_model(model_ref, device)
+    except BavisError as err:
+        raise UsageError(f"--model {model_ref}: {_one_line(err)}") from None
+
+
+def _check_out_dir(out: Path, scans: Sequence[Path], names: Sequence[str]) -> None:
+    """Refuse ``--out`` only where writing would touch an input file."""
+    resolved = {p.resolve() for p in scans}
+    targets = [out / "results.csv"] + [out / n for n in names]
+    for target in targets:
+        t = target.resolve()
+        for scan in resolved:
+            if scan == t or scan.is_relative_to(t):
+                raise UsageError(f"--out {out}: writing {target} would replace the input {scan}; choose another folder")
+
+
+def _model_ref(text: str):
+    from .pipeline import BUNDLED
+
+    return text if text in BUNDLED else Path(text)
+
+
+def cmd_analyze(args) -> int:
+    from .models import pick_device  # noqa: F401  (fail early if torch is broken)
+
+    t0 = time.perf_counter()
+    out = Path(args.out)
+    if args.top_percent is not None and args.threshold is not None:
+        raise UsageError("give --threshold or --top-percent, not both")
+    mode, threshold = ("top_percent", args.top_percent) if args.top_percent is not None else ("value", 0.3 if args.threshold is None else args.threshold)
+    if mode == "value" and not 0 <= threshold <= 1:
+        raise UsageError(f"--threshold {threshold:g}: must be between 0 and 1")
+    if mode == "top_percent" and not 0 < threshold <= 100:
+        raise UsageError(f"--top-percent {threshold:g}: must be in (0, 100]")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    table = read_covariates(args.covariates) if args.covariates else {}
+
+    scans = find_scans(args.paths, exclude=out)
+    if not scans:
+        raise UsageError("no .nii or .nii.gz files found in " + ", ".join(map(str, args.paths)))
+    if args.age is not None and len(scans) > 1:
+        raise UsageError(f"--age applies to one scan but {len(scans)} were found; use --covariates for a cohort")
+    names = output_names(scans)
+    _check_out_dir(out, scans, names)
+    selected = shard_indices(len(scans), args.shard)
+    device = _resolve_device(args.device)
+    model = _load_model_or_usage(_model_ref(args.model), device)  # checks the model once, up front
+    if model[1].task != "brain_age":
+        raise UsageError(f"--model {args.model}: {model[1].name} is a {model[1].task} model; use `napari-bavis compare`")
+    out.mkdir(parents=True, exist_ok=True)
+
+    jobs: list[Job] = []
+    rows: list[dict] = []
+    sexes: dict[int, str | None] = {}
+    skipped = 0
+    for i in selected:
+        scan, name = scans[i], names[i]
+        cov = covariates_for(scan, table) or Covariates()
+        age = cov.age if cov.age is not None else args.age
+        sex = cov.sex or args.sex
+        sexes[i] = sex
+        report = None if args.force else finished_report(out / name)
+        if report is not None:
+            skipped += 1
+            rows.append(result_row(name, scan, "skipped", report, sex))
+            continue
+        jobs.append(Job(i, str(scan), str(out / name), age, sex, args.methods, threshold, mode))
+
+    workers = args.workers
+    if device != "cpu" and workers > 1:
+        _err(f"napari-bavis: {device} holds one model instance: scans run one after another (--workers ignored)")
+        workers = 1
+    workers = min(workers, max(1, len(jobs)))
+    bars = _progress_bars_enabled(args.quiet)
+    outcomes: list[Outcome] = []
+    interrupted = False
+    try:
+        if workers == 1:
+            _run_serial(jobs, model, device, bars, outcomes)
+        else:
+            _run_pool(jobs, _model_ref(args.model), workers, bars, outcomes)
+    except KeyboardInterrupt:
+        interrupted = True
+
+    done = failed = 0
+    for outcome in sorted(outcomes, key=lambda o: o.index):
+        scan, name = scans[outcome.index], names[outcome.index]
+        if outcome.status == "done":
+            done += 1
+            rows.append(result_row(name, scan, "done", finished_report(out / name), sexes[outcome.index],
+                                   seconds=outcome.seconds))
+        else:
+            failed += 1
+            rows.append(result_row(name, scan, "failed", None, sexes[outcome.index], outcome.error, outcome.seconds))
+    results = out / ("results.csv" if args.shard is None else f"results.shard-{args.shard[0]}-of-{args.shard[1]}.csv")
+    write_results(results, rows)
+    elapsed = time.perf_counter() - t0
+    shard_note = f" (shard {args.shard[0]}/{args.shard[1]}: {len(selected)} of {len(scans)} scans)" if args.shard else ""
+    _err(f"napari-bavis: {done} done, {failed} failed, {skipped} skipped in {elapsed:.1f} s{shard_note}; results: {results}")
+    if interrupted:
+        _err(f"napari-bavis: interrupted; {len(jobs) - len(outcomes)} scan(s) not started or unfinished (run again to resume)")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
+    overall = _tqdm(total=len(jobs), desc="scans", unit="scan", position=0, disable=not bars)
+    try:
+        for job in jobs:
+            step_bar = _tqdm(total=1, desc=Path(job.path).name[:30], position=1, disable=not bars,
+                             bar_format="{desc}: {bar} {postfix}")
+
+            def progress(step, done, total, bar=step_bar):
+                bar.total = total
+                bar.n = done
+                bar.set_postfix_str(step, refresh=True)
+
+            outcome = run_job(job, model, device, progress)
+            step_bar.close()
+            if outcome.status == "failed":
+                overall.clear()
+                _err(outcome.error)
+            outcomes.append(outcome)
+            overall.update(1)
+    finally:
+        overall.close()
+
+
+def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None:
+    """A process pool on CPU: each worker loads the model once and shares the cores evenly."""
+    import multiprocessing as mp
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")  # forking a process that already runs torch threads can deadlock
+    events = ctx.Queue() if bars else None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    overall = _tqdm(total=len(jobs), desc="scans", unit="scan", position=0, disable=not bars)
+    scan_bars: dict[int, object] = {}
+    by_index = {j.index: j for j in jobs}
+    try:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
+                                 initargs=(model_ref, threads, events)) as pool:
+            pending = {pool.submit(_worker_run, job) for job in jobs}
+            while pending:
+                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                while events is not None:
+                    try:
+                        index, step, done, total = events.get_nowait()
+                    except queue.Empty:
+                        break
+                    bar = scan_bars.get(index)
+                    if bar is None:
+                        bar = scan_bars[index] = _tqdm(total=total, position=1 + len(scan_bars) % workers,
+                                                       desc=Path(by_index[index].path).name[:30],
+                                                       bar_format="{desc}: {bar} {postfix}")
+                    bar.total, bar.n = total, done
+                    bar.set_postfix_str(step, refresh=True)
+                for future in finished:
+                    try:
+                        outcome = future.result()
+                    except Exception as err:  # a worker died (e.g. out of memory)
+                        outcome = None
+                        _err(f"napari-bavis: a worker process failed: {type(err).__name__}: {_one_line(err)}")
+                    if outcome is None:
+                        continue
+                    bar = scan_bars.pop(outcome.index, None)
+                    if bar is not None:
+                        bar.close()
+                    if outcome.status == "failed":
+                        overall.clear()
+                        _err(outcome.error)
+                    outcomes.append(outcome)
+                    overall.update(1)
+            # jobs lost with a dead worker still count as failed, with their one line
+            seen = {o.index for o in outcomes}
+            for job in jobs:
+                if job.index not in seen:
+                    outcome = Outcome(job.index, "failed", f"{job.path}: internal error: its worker process died")
+                    _err(outcome.error)
+                    outcomes.append(outcome)
+    finally:
+        for bar in scan_bars.values():
+            bar.close()
+        overall.close()
+
+
+# --- compare, demo, models, train --------------------------------------------------------------
+
+def _fresh_or_own_dir(out: Path) -> None:
+    """Whole-folder outputs (demo, compare) replace ``out``: only when it is new, empty or ours."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
+        raise UsageError(f"--out {out}: exists and is not a napari-bavis result; choose a new folder")
+
+
+def cmd_compare(args) -> int:
+    from . import pipeline
+
+    out = Path(args.out)
+    _fresh_or_own_dir(out)
+    for p in (args.scan_a, args.scan_b):
+        if Path(p).resolve().is_relative_to(out.resolve()):
+            raise UsageError(f"--out {out}: holds the input {p}; choose another folder")
+    device = _resolve_device(args.device)
+    model = _load_model_or_usage(_model_ref(args.model), device)
+    if model[1].task != "siamese":
+        raise UsageError(f"--model {args.model}: {model[1].name} is a {model[1].task} model; comparing needs a Siamese model")
+    bar = _tqdm(total=1, desc="compare", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc}: {bar} {postfix}")
+
+    def progress(step, done, total):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(step, refresh=True)
+
+    t0 = time.perf_counter()
+    try:
+        comparison = pipeline.compare(args.scan_a, args.scan_b, model=model, methods=args.methods,
+                                      device=device, progress=progress)
+        report = pipeline.export_comparison(comparison, out, threshold=args.threshold)
+    except Exception as err:
+        bar.close()
+        _err(failure_line(f"{args.scan_a} vs {args.scan_b}", err))
+        return EXIT_FAILED
+    bar.close()
+    sim = report.get("similarity") or {}
+    print(f"{args.scan_a} vs {args.scan_b}: cosine similarity {sim.get('cosine', float('nan')):.3f}, "
+          f"embedding distance {sim.get('distance', float('nan')):.3f}")
+    _err(f"napari-bavis: compared in {time.perf_counter() - t0:.1f} s; results in {out}")
+    return EXIT_OK
+
+
+def demo_sample():
+    """(image, chronological age, sex, label) of the demo scan: the phantoms' old AD-like subject when
+    that package offers it, else the foundation's synthetic native-space scan."""
+    try:
+        from .phantoms import SAMPLE_KINDS, sample_subject
+
+        spec = SAMPLE_KINDS["old AD-like"]
+        return sample_subject("old AD-like"), spec["age"], spec["sex"], "old AD-like phantom"
+    except (ImportError, KeyError):
+        from .samples import synthetic_native_scan
+
+        return synthetic_native_scan(), None, None, "synthetic native-space scan"
+
+
+def cmd_demo(args) -> int:
+    from . import pipeline
+    from .io import write_nifti
+
+    out = Path(args.out)
+    _fresh_or_own_dir(out)
+    if "demo" not in pipeline.bundled_models() and args.model == "demo":
+        raise UsageError("the bundled demo model is not installed with this copy of napari-bavis "
+                         "(src/napari_bavis/data/demo.pt); give a checkpoint with --model FILE")
+    device = _resolve_device(args.device)
+    model = _load_model_or_usage(_model_ref(args.model), device)
+    t0 = time.perf_counter()
+    bar = _tqdm(total=1, desc="demo", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc}: {bar} {postfix}")
+
+    def progress(step, done, total):
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(step, refresh=True)
+
+    try:
+        image, age, sex, label = demo_sample()
+        if model[1].sex_encoding is None:
+            sex = None
+        elif sex is None:
+            sex = "F"  # the template has no recorded sex; the model needs one
+        analysis = pipeline.analyze(image, model=model, chronological_age=age, sex=sex,
+                                    methods=pipeline.ALL_METHODS, device=device, progress=progress)
+        report = export_with_cli_keys(analysis, out, 0.3, "value")
+        write_nifti(out / "scan.nii.gz", image)
+    except Exception as err:
+        bar.close()
+        _err(failure_line(f"demo ({label if 'label' in locals() else 'sample'})", err))
+        return EXIT_FAILED
+    bar.close()
+    line = f"brain age {report['brain_age']:.1f} years"
+    if report.get("chronological_age") is not None:
+        line += f" (chronological {report['chronological_age']:.0f}, gap {report['brain_age_gap']:+.1f})"
+    print(f"demo on the {label}: {line}")
+    print(f"maps, figure.png and report.json in {out.resolve()} (the scan itself: scan.nii.gz)")
+    _err(f"napari-bavis: demo done in {time.perf_counter() - t0:.1f} s (research use only, not a medical device)")
+    return EXIT_OK
+
+
+def _grid_text(card) -> str:
+    try:
+        g = card.model_grid
+        return f"{'x'.join(map(str, g.shape))} @ {'x'.join(f'{v:g}' for v in g.voxel_size)} mm"
+    except Exception:
+        return "?"
+
+
+def cmd_models(args) -> int:
+    from . import pipeline
+
+    if args.checkpoint:
+        from .models import load_checkpoint
+
+        ref = args.checkpoint
+        try:
+            if ref in pipeline.BUNDLED:
+                _, card = pipeline.load_model(ref, "cpu")
+            else:
+                _, card = load_checkpoint(Path(ref), device="cpu")
+        except BavisError as err:
+            _err(failure_line(ref, err))
+            return EXIT_FAILED
+        print(card.summary())
+        return EXIT_OK
+    bundled = pipeline.bundled_models()
+    if not bundled:
+        print("no bundled models are installed with this copy of napari-bavis")
+        return EXIT_OK
+    header = ("name", "architecture", "task", "grid", "training ages", "intended use")
+    lines = [header]
+    for name, path in bundled.items():
+        try:
+            _, card = pipeline.load_model(name, "cpu")
+        except BavisError as err:
+            lines.append((name, "?", "?", "?", "?", f"unreadable: {_one_line(err)}"))
+            continue
+        ages = "-".join(f"{a:g}" for a in card.training_age_range) + " y" if card.training_age_range else "unknown"
+        lines.append((name, card.architecture, card.task, _grid_text(card), ages, card.intended_use))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    for row in lines:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    try:
+        from . import training
+    except ImportError as err:
+        raise UsageError(f"training is not available in this installation ({_one_line(err)})") from None
+    fn_name = "train_brain_age" if args.task == "brain-age" else "train_siamese"
+    train = getattr(training, fn_name, None)
+    if train is None:
+        raise UsageError(f"training is not available in this installation (napari_bavis.training has no {fn_name})")
+    try:
+        result = train(Path(args.out_path), n_subjects=args.subjects, epochs=args.epochs, seed=args.seed,
+                       device=args.device, resume=True)
+    except BavisError as err:
+        _err(failure_line(args.out_path, err))
+        return EXIT_FAILED
+    print(f"{fn_name}: checkpoint {args.out_path}" + (f" ({result})" if result is not None and not isinstance(result, (dict, list)) else ""))
+    return EXIT_OK
+
+
+# --- argument parsing --------------------------------------------------------------------------
+
+def _sex_arg(text: str) -> str:
+    try:
+        value = _parse_sex(text, "--sex")
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value is None:
+        raise argparse.ArgumentTypeError("--sex needs F or M")
+    return value
+
+
+def _age_arg(text: str) -> float:
+    try:
+        value = _parse_age(text, "--age")
+    except UsageError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value is None:
+        raise argparse.ArgumentTypeError("--age needs a number of years")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .pipeline import DEFAULT_METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="napari-bavis",
+        description="Explainable brain age from MRI without a display (research use only, not a medical device).",
+    )
+    parser.add_argument("--version", action="version", version=f"napari-bavis {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    devices = ("auto", "cpu", "cuda", "mps")
+
+    a = sub.add_parser("analyze", help="brain age and explanation maps of scans or folders of scans")
+    a.add_argument("paths", nargs="+", metavar="PATH", help=".nii/.nii.gz files or folders (searched recursively)")
+    a.add_argument("--out", required=True, metavar="DIR", help="output folder: DIR/<scan name>/ and DIR/results.csv")
+    a.add_argument("--model", default="demo", metavar="demo|FILE", help="bundled model name or checkpoint file (default demo)")
+    a.add_argument("--age", type=_age_arg, metavar="YEARS", help="chronological age (a single scan)")
+    a.add_argument("--sex", type=_sex_arg, metavar="F|M", help="sex (scans without a covariates row)")
+    a.add_argument("--covariates", metavar="CSV", help="table with a file (or scan) column and age and sex columns")
+    a.add_argument("--methods", type=_methods, default=tuple(DEFAULT_METHODS), metavar="LIST",
+                   help=f"comma-separated map methods or 'all' (default {','.join(DEFAULT_METHODS)})")
+    a.add_argument("--threshold", type=float, default=None, help="map value for the regions table (default 0.3)")
+    a.add_argument("--top-percent", type=float, default=None, metavar="K", help="instead: keep the top K %% of each map")
+    a.add_argument("--device", choices=devices, default="auto")
+    a.add_argument("--workers", type=int, default=1, metavar="N", help="parallel CPU processes (one model each)")
+    a.add_argument("--force", action="store_true", help="redo scans whose results are already complete")
+    a.add_argument("--shard", type=parse_shard, metavar="i/n", help="process only part i of n of the sorted scan list")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser("compare", help="similarity of two scans under a Siamese encoder, with one map per scan")
+    c.add_argument("scan_a", metavar="A")
+    c.add_argument("scan_b", metavar="B")
+    c.add_argument("--out", required=True, metavar="DIR")
+    c.add_argument("--model", default="demo-siamese", metavar="demo-siamese|FILE")
+    c.add_argument("--methods", type=_methods, default=tuple(DEFAULT_METHODS), metavar="LIST")
+    c.add_argument("--threshold", type=float, default=0.3)
+    c.add_argument("--device", choices=devices, default="auto")
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+    d = sub.add_parser("demo", help="the main job on a sample scan with the bundled model, no display needed")
+    d.add_argument("--out", default="bavis-demo", metavar="DIR", help="output folder (default ./bavis-demo)")
+    d.add_argument("--model", default="demo", metavar="demo|FILE", help=argparse.SUPPRESS)
+    d.add_argument("--device", choices=devices, default="auto")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("models", help="list bundled models, or show a checkpoint's model card")
+    m.add_argument("checkpoint", nargs="?", metavar="FILE", help="a checkpoint (or bundled name) to describe")
+    m.set_defaults(func=cmd_models)
+
+    t = sub.add_parser("train", help="train a demo model on synthetic phantoms (resumes an unfinished run)")
+    t.add_argument("task", choices=("brain-age", "siamese"))
+    t.add_argument("out_path", metavar="OUT", help="checkpoint file to write")
+    t.add_argument("--subjects", type=int, default=200)
+    t.add_argument("--epochs", type=int, default=20)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", choices=devices, default="auto")
+    t.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    try:
+        return args.func(args)
+    except UsageError as err:
+        parser.exit(EXIT_USAGE, f"napari-bavis: error: {err}\n")
+    except KeyboardInterrupt:
+        _err("napari-bavis: interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""A tiny brain-age checkpoint on a 6 mm grid and small scanner-space scans, made once per session."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+MNI_BOX = ((-90, 90), (-126, 90), (-72, 108))
+TINY_PREPROCESSING = {
+    "bias_correction": False, "brain_extraction": True, "registration": "affine", "segmentation": False,
+    "modulation": False, "smoothing_fwhm_mm": 0.0, "intensity_normalisation": "zscore",
+}
+
+
+def _grid():
+    from napari_bavis.grid import Grid
+
+    return Grid.from_bbox(MNI_BOX, 6.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """ba3d with a few channels, sex input, trained ages 40-90 (untrained weights; the age is ~60)."""
+    import torch
+
+    from napari_bavis import models
+
+    torch.manual_seed(0)
+    grid = _grid()
+    kwargs = {"channels": [2, 4, 4], "final_channels": 4, "head": [4], "output_bias": 60.0,
+              "volume_shape": list(grid.shape)}
+    module = models.build("ba3d", **kwargs)
+    card = models.default_card("ba3d", name="tiny", grid=grid.to_dict(), input_kind="t1",
+                               architecture_kwargs=kwargs, preprocessing=dict(TINY_PREPROCESSING),
+                               training_age_range=[40.0, 90.0])
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    models.save_checkpoint(path, module, card)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_siamese(tmp_path_factory) -> Path:
+    import torch
+
+    from napari_bavis import models
+
+    torch.manual_seed(1)
+    grid = _grid()
+    kwargs = {"channels": [2, 4, 4], "final_channels": 4, "head": [8], "dropout": 0.0,
+              "volume_shape": list(grid.shape)}
+    try:
+        module = models.build("siamese3d", **kwargs)
+    except Exception as err:  # pragma: no cover - depends on the models package's kwargs
+        pytest.skip(f"cannot build a small siamese3d: {err}")
+    card = models.default_card("siamese3d", name="tiny-siamese", grid=grid.to_dict(), input_kind="t1",
+                               architecture_kwargs=kwargs, preprocessing=dict(TINY_PREPROCESSING))
+    path = tmp_path_factory.mktemp("models") / "tiny-siamese.pt"
+    models.save_checkpoint(path, module, card)
+    return path
+
+
+def scanner_scan(rotation_deg=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0), voxel_mm=3.0):
+    from napari_bavis import samples
+
+    return samples.to_scanner_space(samples.mni_t1(2), rotation_deg=rotation_deg, translation_mm=translation_mm,
+                                    voxel_size=(voxel_mm,) * 3, storage="LPS")
+
+
+@pytest.fixture(scope="session")
+def good_scans(tmp_path_factory) -> list[Path]:
+    """Two 3 mm LPS scans in different poses, in nested folders."""
+    root = tmp_path_factory.mktemp("good")
+    out = []
+    for i, (rot, shift) in enumerate((((6, -4, 3), (4, -6, 8)), ((-5, 3, -8), (-3, 5, -4)))):
+        path = root / f"site{i}" / f"sub-{i + 1:02d}_T1w.nii.gz"
+        path.parent.mkdir(parents=True)
+        nib.save(scanner_scan(rot, shift), path)
+        out.append(path)
+    return out
+
+
+def write_bad_scans(folder: Path, good: Path) -> dict[str, Path]:
+    """One file per way a scan can be unusable; keys say which."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    raw = gzip.decompress(good.read_bytes())
+    files["truncated"] = folder / "truncated.nii.gz"
+    files["truncated"].write_bytes(gzip.compress(raw[: len(raw) // 2]))
+    files["text"] = folder / "notes.nii.gz"
+    files["text"].write_text("subject 7: scanner was replaced, see lab book\n")
+    files["2d"] = folder / "slice2d.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 1), dtype=np.float32), np.eye(4)), files["2d"])
+    files["4d"] = folder / "fmri4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.random.default_rng(1).random((10, 10, 10, 3), dtype=np.float32), np.eye(4)), files["4d"])
+    files["nan"] = folder / "allnan.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((10, 10, 10), np.nan, np.float32), np.eye(4)), files["nan"])
+    files["empty"] = folder / "empty.nii.gz"
+    files["empty"].write_bytes(b"")
+    return files
