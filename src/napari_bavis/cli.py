@@ -436,10 +436,10 @@ def _model_ref(text: str):
 
 
 def cmd_analyze(args) -> int:
-    from .models import pick_device  # noqa: F401  (fail early if torch is broken)
-
     t0 = time.perf_counter()
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
     if args.top_percent is not None and args.threshold is not None:
         raise UsageError("give --threshold or --top-percent, not both")
     mode, threshold = ("top_percent", args.top_percent) if args.top_percent is not None else ("value", 0.3 if args.threshold is None else args.threshold)
@@ -554,48 +554,52 @@ def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None
     overall = _tqdm(total=len(jobs), desc="scans", unit="scan", position=0, disable=not bars)
     scan_bars: dict[int, object] = {}
     by_index = {j.index: j for j in jobs}
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(model_ref, threads, events))
     try:
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(model_ref, threads, events)) as pool:
-            pending = {pool.submit(_worker_run, job) for job in jobs}
-            while pending:
-                finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                while events is not None:
-                    try:
-                        index, step, done, total = events.get_nowait()
-                    except queue.Empty:
-                        break
-                    bar = scan_bars.get(index)
-                    if bar is None:
-                        bar = scan_bars[index] = _tqdm(total=total, position=1 + len(scan_bars) % workers,
-                                                       desc=Path(by_index[index].path).name[:30],
-                                                       bar_format="{desc}: {bar} {postfix}")
-                    bar.total, bar.n = total, done
-                    bar.set_postfix_str(step, refresh=True)
-                for future in finished:
-                    try:
-                        outcome = future.result()
-                    except Exception as err:  # a worker died (e.g. out of memory)
-                        outcome = None
-                        _err(f"napari-bavis: a worker process failed: {type(err).__name__}: {_one_line(err)}")
-                    if outcome is None:
-                        continue
-                    bar = scan_bars.pop(outcome.index, None)
-                    if bar is not None:
-                        bar.close()
-                    if outcome.status == "failed":
-                        overall.clear()
-                        _err(outcome.error)
-                    outcomes.append(outcome)
-                    overall.update(1)
-            # jobs lost with a dead worker still count as failed, with their one line
-            seen = {o.index for o in outcomes}
-            for job in jobs:
-                if job.index not in seen:
-                    outcome = Outcome(job.index, "failed", f"{job.path}: internal error: its worker process died")
+        pending = {pool.submit(_worker_run, job) for job in jobs}
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            while events is not None:
+                try:
+                    index, step, done, total = events.get_nowait()
+                except queue.Empty:
+                    break
+                bar = scan_bars.get(index)
+                if bar is None:
+                    bar = scan_bars[index] = _tqdm(total=total, position=1 + len(scan_bars) % workers,
+                                                   desc=Path(by_index[index].path).name[:30],
+                                                   bar_format="{desc}: {bar} {postfix}")
+                bar.total, bar.n = total, done
+                bar.set_postfix_str(step, refresh=True)
+            for future in finished:
+                try:
+                    outcome = future.result()
+                except Exception as err:  # a worker died (e.g. out of memory)
+                    outcome = None
+                    _err(f"napari-bavis: a worker process failed: {type(err).__name__}: {_one_line(err)}")
+                if outcome is None:
+                    continue
+                bar = scan_bars.pop(outcome.index, None)
+                if bar is not None:
+                    bar.close()
+                if outcome.status == "failed":
+                    overall.clear()
                     _err(outcome.error)
-                    outcomes.append(outcome)
+                outcomes.append(outcome)
+                overall.update(1)
+        # jobs lost with a dead worker still count as failed, with their one line
+        seen = {o.index for o in outcomes}
+        for job in jobs:
+            if job.index not in seen:
+                outcome = Outcome(job.index, "failed", f"{job.path}: internal error: its worker process died")
+                _err(outcome.error)
+                outcomes.append(outcome)
+    except KeyboardInterrupt:
+        # the workers got the same SIGINT; do not wait for queued scans (finished ones are complete)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         for bar in scan_bars.values():
             bar.close()
         overall.close()
