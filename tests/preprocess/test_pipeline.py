@@ -11,7 +11,7 @@ from napari_bavis.grid import Grid
 from napari_bavis.preprocess import PreprocessSpec, preprocess
 from napari_bavis.preprocess.bias import n4_correct
 from napari_bavis.preprocess.resample import normalise, smooth
-from napari_bavis.preprocess.templates import template
+from napari_bavis.preprocess.templates import template, template_on_grid
 
 GRID_3MM = Grid.from_bbox(((-90, 90), (-126, 90), (-72, 108)), 3.0)
 
@@ -54,22 +54,26 @@ def test_cancel_between_steps_raises_cancelled(native_scan):
 
     def progress(step, index, total):
         seen.append(step)
-        if step == "bias_correction":
+        if step == "reorient":
             cancel.set()
 
     with pytest.raises(Cancelled):
         preprocess(native_scan[0], PreprocessSpec(grid=GRID_3MM), progress=progress, cancel=cancel)
-    assert seen == ["reorient", "bias_correction"]  # stopped before registration started
+    assert seen == ["reorient"]  # the set event stopped the run before N4 started
 
 
-def test_switched_off_steps_do_not_run(native_scan):
+def test_switched_off_steps_do_not_run():
+    data, affine = template("t1", 2)
     spec = PreprocessSpec(
-        grid=GRID_3MM, bias_correction=False, brain_extraction=False, segmentation=False, smoothing_fwhm_mm=0.0
+        grid=GRID_3MM, bias_correction=False, brain_extraction=False, registration="none", segmentation=False,
+        smoothing_fwhm_mm=0.0,
     )
-    result = preprocess(native_scan[0], spec)
+    result = preprocess(nib.Nifti1Image(np.array(data) + 0.05, affine), spec)  # + a visible background
+    assert "registration" in result.timings and result.record["steps"]["registration"]["method"].startswith("none")
     assert "bias_correction" not in result.timings and "segmentation" not in result.timings
     assert result.brain_mask is None and result.gm_model is None
-    assert np.count_nonzero(result.model_input) > 0.5 * result.model_input.size  # not masked: the whole box is sampled
+    outside = np.asarray(template_on_grid("mask", GRID_3MM)) < 0.01
+    assert np.median(result.model_input[outside]) == pytest.approx(0.05, abs=0.01)  # background kept: no mask
 
 
 def test_n4_flattens_a_bias_field():
