@@ -2,10 +2,11 @@
 
     python benchmarks/bench_explain.py --repeats 3
 
-Each row runs in a fresh subprocess (same seed, same weights, same input) so its peak memory is
-its own: "peak MiB" is the process's peak RSS during the runs minus its RSS just before them.
-Times are medians of ``--repeats`` runs after one warm-up run. The machine may be shared, so the
-load average is printed with the table.
+Times: all rows run in one process, interleaved round-robin (each row on its own copy of the same
+weights), so a change in machine load hits every row alike; median of ``--repeats`` rounds after
+one warm-up round. Memory: each row once more in a fresh subprocess, "peak MiB" = that process's
+peak RSS during a warm-up run and a measured run minus its RSS just before them. The machine may
+be shared, so the load average is printed with the table.
 """
 
 from __future__ import annotations
@@ -120,21 +121,36 @@ def rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(row: str, repeats: int, threads: int) -> None:
+def child(row: str, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     model, x, acts = build()
     run = make_runner(row, model, x, acts)
     before = rss_mib()
-    times = []
-    for i in range(repeats + 1):
-        t0 = time.perf_counter()
-        run()
-        if i:  # the first run is a warm-up
-            times.append(time.perf_counter() - t0)
+    run()
+    run()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
-    print(json.dumps({"row": row, "median_s": statistics.median(times), "times": times, "peak_mib": peak}))
+    print(json.dumps({"row": row, "peak_mib": peak}))
+
+
+def interleaved_times(rows, repeats: int, threads: int) -> dict[str, list[float]]:
+    import copy
+
+    import torch
+
+    torch.set_num_threads(threads)
+    model, x, acts = build()
+    runners = {row: make_runner(row, copy.deepcopy(model), x, acts) for row in rows}
+    times: dict[str, list[float]] = {row: [] for row in rows}
+    for round_ in range(repeats + 1):
+        for row, run in runners.items():
+            t0 = time.perf_counter()
+            run()
+            if round_:  # round 0 is the warm-up
+                times[row].append(time.perf_counter() - t0)
+        print(f"  round {round_}/{repeats} done (load {os.getloadavg()[0]:.2f})", flush=True)
+    return times
 
 
 def main() -> None:
@@ -145,34 +161,37 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.repeats, args.threads)
+        child(args.child, args.threads)
         return
     import torch
 
     print(f"SFCN-shaped 3D CNN {'-'.join(map(str, CHANNELS))}, input 1x1x{'x'.join(map(str, SHAPE))}, "
-          f"torch {torch.__version__} CPU, {args.threads} threads, median of {args.repeats} runs after 1 warm-up")
+          f"torch {torch.__version__} CPU, {args.threads} threads, median of {args.repeats} interleaved "
+          f"rounds after 1 warm-up round, {os.cpu_count()} CPUs")
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    results = {}
+    times = interleaved_times(args.rows, args.repeats, args.threads)
+    results = {row: {"median_s": statistics.median(t), "times": t} for row, t in times.items()}
     for row in args.rows:
-        cmd = [sys.executable, __file__, "--child", row, "--repeats", str(args.repeats), "--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        cmd = [sys.executable, __file__, "--child", row, "--threads", str(args.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
-            print(f"{row}: failed\n{proc.stderr[-2000:]}")
+            print(f"{row}: memory run failed\n{proc.stderr[-2000:]}")
+            results[row]["peak_mib"] = float("nan")
             continue
-        results[row] = json.loads(proc.stdout.strip().splitlines()[-1])
-        r = results[row]
-        print(f"  done {row:22s} {r['median_s']:.2f} s  (load {os.getloadavg()[0]:.2f})", flush=True)
+        results[row]["peak_mib"] = json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"]
 
     floor = results.get("floor", {}).get("median_s")
     print()
-    print(f"| {'method':42s} | median s | x floor | peak MiB |")
-    print(f"|{'-' * 44}|---------:|--------:|---------:|")
+    print(f"| {'method':42s} | median s | x floor | peak MiB | runs (s)")
+    print(f"|{'-' * 44}|---------:|--------:|---------:|---------")
     for row in args.rows:
         if row not in results:
             continue
         r = results[row]
         ratio = f"{r['median_s'] / floor:.2f}" if floor else "-"
-        print(f"| {LABELS[row]:42s} | {r['median_s']:8.2f} | {ratio:>7s} | {r['peak_mib']:8.0f} |")
+        runs = " ".join(f"{t:.2f}" for t in r["times"])
+        print(f"| {LABELS[row]:42s} | {r['median_s']:8.2f} | {ratio:>7s} | {r['peak_mib']:8.0f} | {runs}")
     print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if {"ours", "floor", "monai_gradcam", "monai_gradcampp"} <= results.keys():
         ours = results["ours"]["median_s"]

@@ -268,9 +268,12 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
                 if w == 0:
                     continue
                 normed = normalise_layer(r.reshape(n, -1), plan.smoe_norm, plan.smoe_eps).reshape(r.shape)
-                layer_map = _to_input(normed, n, plan, f"SMOE layer {name!r}") * w
-                combined = layer_map if combined is None else combined + layer_map
-            full["smoe"] = combined / sum(weights)
+                layer_map = _to_input(normed, n, plan, f"SMOE layer {name!r}")
+                if combined is None:
+                    combined = layer_map * w
+                else:
+                    combined.add_(layer_map, alpha=w)
+            full["smoe"] = combined.div_(sum(weights))
             for p in _PRODUCTS:
                 if p in methods:
                     full[p] = full["smoe"] * full[p.split("*")[1]]
@@ -278,16 +281,18 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
 
 
 def _normalise(maps: torch.Tensor, groups: list[slice], signed: bool, method: str) -> torch.Tensor:
-    """Scale each group of rows by its maximum (|.| if signed) to [0, 1] or [-1, 1]; zero maps stay zero."""
-    if not torch.isfinite(maps).all():
-        raise ExplainError(f"the {method} map is not finite: the model produced NaN or infinite values")
-    out = torch.zeros_like(maps)
+    """Scale each group of rows by its maximum (|.| if signed) to [0, 1] or [-1, 1], in place; zero maps stay zero."""
     for g in groups:
         part = maps[g]
-        scale = (part.abs() if signed else part).max()
+        low, high = torch.aminmax(part)
+        if not (torch.isfinite(low) and torch.isfinite(high)):  # NaN propagates into min/max
+            raise ExplainError(f"the {method} map is not finite: the model produced NaN or infinite values")
+        scale = torch.maximum(high, -low) if signed else high
         if scale > 0:
-            out[g] = part / scale
-    return out
+            part.div_(scale)
+        else:
+            part.zero_()
+    return maps
 
 
 def _finish(maps: dict[str, torch.Tensor], groups, signed, squeeze: bool, normalise=True) -> dict[str, np.ndarray]:

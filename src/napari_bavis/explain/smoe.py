@@ -18,9 +18,10 @@ def smoe_scale(a: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
     Non-negative by Jensen's inequality; rounding can make it a hair below zero, so it is clamped.
     """
-    x = a.float().clamp_min(0) + eps
+    x = a.float().clamp_min(0).add_(eps)  # one full-size buffer, reused in place: this runs per layer
     m = x.mean(dim=1)
-    return (m * (m.log() - x.log().mean(dim=1))).clamp_min(0)
+    mean_log = x.log_().mean(dim=1)
+    return (m * (m.log() - mean_log)).clamp_min(0)
 
 
 def normalise_layer(maps: torch.Tensor, how: str = "gaussian", eps: float = 1e-7) -> torch.Tensor:
