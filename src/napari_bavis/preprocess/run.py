@@ -105,6 +105,7 @@ def preprocess(
     backend = bm.resolve_backend(spec.brain_extraction_backend) if spec.brain_extraction_backend else None
     steps = _plan(spec, backend)
     timings: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}  # process CPU time (all threads): robust to a shared machine
     record: dict = {"spec": spec.to_dict(), "versions": _versions(), "steps": {}}
     qc: dict = {"warnings": []}
     grid = spec.grid
@@ -116,10 +117,11 @@ def preprocess(
             raise Cancelled(f"Preprocessing cancelled before step '{name}'.")
         if progress is not None:
             progress(name, steps.index(name), len(steps))
-        state["name"], state["t0"] = name, time.perf_counter()
+        state["name"], state["t0"], state["c0"] = name, time.perf_counter(), time.process_time()
 
     def end() -> None:
         timings[state["name"]] = time.perf_counter() - state["t0"]
+        cpu_seconds[state["name"]] = time.process_time() - state["c0"]
 
     # 1. validation and canonical (RAS) reorientation
     begin("reorient")
@@ -271,6 +273,7 @@ def preprocess(
         progress("done", len(steps), len(steps))
     record["qc"] = qc
     record["timings_s"] = dict(timings)
+    record["cpu_seconds"] = dict(cpu_seconds)
     return Preprocessed(
         model_input=np.ascontiguousarray(model_input, dtype=np.float32),
         gm_model=None if gm_model is None else gm_model.astype(np.float32),
