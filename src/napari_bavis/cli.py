@@ -524,7 +524,7 @@ def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
     try:
         for job in jobs:
             step_bar = _tqdm(total=1, desc=Path(job.path).name[:30], position=1, disable=not bars,
-                             bar_format="{desc}: {bar} {postfix}")
+                             bar_format="{desc} {bar} {n_fmt}/{total_fmt}{postfix}")
 
             def progress(step, done, total, bar=step_bar):
                 bar.total = total
@@ -568,7 +568,7 @@ def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None
                 if bar is None:
                     bar = scan_bars[index] = _tqdm(total=total, position=1 + len(scan_bars) % workers,
                                                    desc=Path(by_index[index].path).name[:30],
-                                                   bar_format="{desc}: {bar} {postfix}")
+                                                   bar_format="{desc} {bar} {n_fmt}/{total_fmt}{postfix}")
                 bar.total, bar.n = total, done
                 bar.set_postfix_str(step, refresh=True)
             for future in finished:
@@ -625,7 +625,7 @@ def cmd_compare(args) -> int:
     model = _load_model_or_usage(_model_ref(args.model), device)
     if model[1].task != "siamese":
         raise UsageError(f"--model {args.model}: {model[1].name} is a {model[1].task} model; comparing needs a Siamese model")
-    bar = _tqdm(total=1, desc="compare", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc}: {bar} {postfix}")
+    bar = _tqdm(total=1, desc="compare", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc} {bar} {n_fmt}/{total_fmt}{postfix}")
 
     def progress(step, done, total):
         bar.total, bar.n = total, done
@@ -674,7 +674,7 @@ def cmd_demo(args) -> int:
     device = _resolve_device(args.device)
     model = _load_model_or_usage(_model_ref(args.model), device)
     t0 = time.perf_counter()
-    bar = _tqdm(total=1, desc="demo", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc}: {bar} {postfix}")
+    bar = _tqdm(total=1, desc="demo", disable=not _progress_bars_enabled(args.quiet), bar_format="{desc} {bar} {n_fmt}/{total_fmt}{postfix}")
 
     def progress(step, done, total):
         bar.total, bar.n = total, done

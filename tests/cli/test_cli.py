@@ -145,7 +145,7 @@ def test_resume_skips_finished_scans_and_force_redoes_one(cohort, tmp_path):
     assert rows["sub-01_T1w"]["status"] == "done" and rows["sub-01_T1w"]["sex"] == "F"
 
 
-def test_an_incomplete_result_is_redone(cohort, tmp_path):
+def test_a_result_missing_a_listed_map_does_not_count_as_finished(cohort, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(cohort["out"], out)
     first = cohort["good"][0]
