@@ -247,27 +247,6 @@ class Outcome:
     extra: dict = field(default_factory=dict)
 
 
-def complete_report(report: dict, analysis) -> dict:
-    """The keys the issue promises at the top level of report.json (the pipeline nests some)."""
-    record = report.get("record", {})
-    report.setdefault("model_card_summary", analysis.card.summary() if hasattr(analysis.card, "summary") else "")
-    report.setdefault("preprocessing", record.get("preprocessing", {}))
-    report.setdefault("versions", record.get("versions", {}))
-    return report
-
-
-def export_with_cli_keys(analysis, out_dir: Path, threshold: float, mode: str) -> dict:
-    """pipeline.export_analysis, then the top-level keys, rewritten atomically (a report still without
-    them, after a kill in between, reads as unfinished and the scan is redone)."""
-    from .figure import write_bytes_atomic
-    from .pipeline import _jsonable, export_analysis
-
-    report = export_analysis(analysis, out_dir, threshold=threshold, mode=mode)
-    report = _jsonable(complete_report(report, analysis))
-    write_bytes_atomic(out_dir / "report.json", json.dumps(report, indent=2).encode())
-    return report
-
-
 def run_job(job: Job, model, device: str, progress=None) -> Outcome:
     """Analyse and export one scan; every error becomes the outcome's one line."""
     from . import pipeline
@@ -284,7 +263,7 @@ def run_job(job: Job, model, device: str, progress=None) -> Outcome:
             raise BavisError(f"the model {card.name} needs the sex (F/M): give --sex or a sex column in --covariates")
         analysis = pipeline.analyze(scan, model=model, chronological_age=job.age, sex=job.sex,
                                     methods=job.methods, device=device, progress=progress)
-        export_with_cli_keys(analysis, out_dir, job.threshold, job.mode)
+        pipeline.export_analysis(analysis, out_dir, threshold=job.threshold, mode=job.mode)
         return Outcome(job.index, "done", seconds=time.perf_counter() - start)
     except Exception as err:  # one line per scan, whatever went wrong
         return Outcome(job.index, "failed", failure_line(job.path, err), time.perf_counter() - start)
@@ -664,7 +643,7 @@ def demo_sample():
 
 def cmd_demo(args) -> int:
     from . import pipeline
-    from .io import write_nifti
+    from .io import scan_from_image, write_nifti
 
     out = Path(args.out)
     _fresh_or_own_dir(out)
@@ -686,9 +665,10 @@ def cmd_demo(args) -> int:
             sex = None
         elif sex is None:
             sex = "F"  # the template has no recorded sex; the model needs one
-        analysis = pipeline.analyze(image, model=model, chronological_age=age, sex=sex,
+        scan = scan_from_image(image, path=f"{label}.nii.gz")  # names the figure and report after the sample
+        analysis = pipeline.analyze(scan, model=model, chronological_age=age, sex=sex,
                                     methods=pipeline.ALL_METHODS, device=device, progress=progress)
-        report = export_with_cli_keys(analysis, out, 0.3, "value")
+        report = pipeline.export_analysis(analysis, out, threshold=0.3, mode="value")
         write_nifti(out / "scan.nii.gz", image)
     except Exception as err:
         bar.close()
