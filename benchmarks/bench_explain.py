@@ -5,7 +5,7 @@
 Times: all rows run in one process, interleaved round-robin (each row on its own copy of the same
 weights), so a change in machine load hits every row alike; median of ``--repeats`` rounds after
 one warm-up round. Memory: each row once more in a fresh subprocess, "peak MiB" = that process's
-peak RSS during a warm-up run and a measured run minus its RSS just before them. The machine may
+peak RSS (VmHWM, reset just before) over a warm-up run and a measured run, minus its RSS then. The machine may
 be shared, so the load average is printed with the table.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -116,9 +115,12 @@ def make_runner(row, model, x, acts):
     return run
 
 
-def rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mib(field: str = "VmRSS") -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def child(row: str, threads: int) -> None:
@@ -127,10 +129,12 @@ def child(row: str, threads: int) -> None:
     torch.set_num_threads(threads)
     model, x, acts = build()
     run = make_runner(row, model, x, acts)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak-RSS mark (VmHWM) to the current RSS
     before = rss_mib()
     run()
     run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+    peak = rss_mib("VmHWM") - before
     print(json.dumps({"row": row, "peak_mib": peak}))
 
 

@@ -259,6 +259,13 @@ def test_batch_target_needs_one_value_per_input(model):
         compute_maps(nn.Sequential(model, nn.Linear(1, 2)), xs, "gradcam", layer="0.features.2.2")
 
 
+def test_smoe_alone_needs_no_scalar_target(model, x):
+    two_outputs = nn.Sequential(model, nn.Linear(1, 2))
+    smoe = compute_maps(two_outputs, x, "smoe", smoe_layers=["0.features.0.2"])["smoe"]
+    ref = compute_maps(model, x, "smoe", smoe_layers=["features.0.2"])["smoe"]
+    np.testing.assert_array_equal(smoe, ref)
+
+
 def test_layer_the_target_ignores(x):
     class TwoHeads(nn.Module):
         def __init__(self):

@@ -233,7 +233,8 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
     cam_name = plan.cam_layer[0] if plan.cam_layer else "the Grad-CAM layer"
     device = args[0].device
     if need_cam or need_smoe or need_values:
-        cap = run_pass(model, args, plan.request(need_cam, need_smoe), score_fn)
+        # SMOE alone needs no target: a multi-output model is fine for it
+        cap = run_pass(model, args, plan.request(need_cam, need_smoe), score_fn if need_cam or need_values else None)
         values = cap.values
         smoe_rows = cap.smoe
         if need_cam:

@@ -18,7 +18,8 @@ def smoe_scale(a: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
 
     Non-negative by Jensen's inequality; rounding can make it a hair below zero, so it is clamped.
     """
-    x = a.float().clamp_min(0).add_(eps)  # one full-size buffer, reused in place: this runs per layer
+    # one full-size buffer, reused in place (this runs on every SMOE layer, the first is large)
+    x = a.float().clamp_min(0).add_(eps)
     m = x.mean(dim=1)
     mean_log = x.log_().mean(dim=1)
     return (m * (m.log() - mean_log)).clamp_min(0)
