@@ -1,0 +1,238 @@
+"""The compare dock widget: two scan layers -> pipeline.compare (Siamese) in a worker -> similarity,
+distance, nearest reference of each scan and one thresholded map per scan and method.
+
+No ``from __future__ import annotations``: napari reads the ``viewer`` annotation at run time.
+"""
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from .. import pipeline, settings
+from ..errors import BavisError
+from . import _layers
+from ._analysis_widget import (
+    RESEARCH_ONLY,
+    LayerCombo,
+    MapsPanel,
+    ModelPicker,
+    _call_in_worker,
+    _one_line,
+    _RunWidget,
+    _snapshot,
+    _start_worker,
+    export_folder,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+#: Smooth Grad-CAM++ is not offered for Siamese maps (pipeline.compare drops it).
+COMPARE_METHODS = tuple(m for m in pipeline.ALL_METHODS if m != "smooth-gradcam++")
+
+
+class CompareWidget(_RunWidget):
+    """Similarity of two scans under a Siamese encoder, with each scan's own maps."""
+
+    TAG = "compare"
+    WHAT = "comparison"
+
+    def __init__(self, viewer: "napari.viewer.Viewer"):
+        super().__init__(viewer)
+        prefs = settings.load()
+        self.comparison = None
+        self._names = ("", "")
+        self._export_worker = None
+        self.image_a = LayerCombo(viewer, "First scan (A): any 3D image layer")
+        self.image_b = LayerCombo(viewer, "Second scan (B): any 3D image layer")
+        if self.image_b.count() > 1:
+            self.image_b.setCurrentIndex(1)
+        self.model = ModelPicker("siamese", "demo-siamese", "Bundled Siamese demo model, or your own Siamese checkpoint")
+        if prefs["device"] in ("auto", "cpu", "cuda"):
+            self.model.device.setCurrentText(prefs["device"])
+        self.methods = {}
+        methods_box = QGroupBox("Maps")
+        grid = QGridLayout(methods_box)
+        for i, method in enumerate(COMPARE_METHODS):
+            box = QCheckBox(_layers.method_title(method))
+            box.setChecked(method in pipeline.DEFAULT_METHODS)
+            box.setToolTip(f"Compute the {_layers.method_title(method)} map of each scan from its own branch")
+            self.methods[method] = box
+            grid.addWidget(box, i // 2, i % 2)
+        self.results = QPlainTextEdit()
+        self.results.setReadOnly(True)
+        self.results.setMaximumHeight(110)
+        self.results.setPlaceholderText("Similarity and nearest references appear here after a run.")
+        self.results.setToolTip("Select and copy (Ctrl+C)")
+        self.maps = MapsPanel(viewer, self.TAG)
+        if 0.0 <= float(prefs["threshold"]) <= 1.0:
+            self.maps.set_threshold(float(prefs["threshold"]))
+        self.clear_button = QPushButton("Clear results")
+        self.clear_button.setToolTip("Remove this widget's map and region layers")
+        self.clear_button.clicked.connect(self.clear_results)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setEnabled(False)
+        has_export = hasattr(pipeline, "export_comparison")
+        self.export_button.setToolTip(
+            "Write both scans' maps, a figure and a JSON report into a new folder" if has_export
+            else "Export of comparisons is not available in this version of napari-bavis"
+        )
+        self.export_button.clicked.connect(self._choose_export)
+        self.run_button.setToolTip("Preprocess both scans, compare their embeddings and compute the maps in the background")
+
+        form = QFormLayout()
+        form.addRow("Scan A", self.image_a)
+        form.addRow("Scan B", self.image_b)
+        form.addRow(self.model)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.clear_button)
+        bottom.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.research)
+        layout.addLayout(form)
+        layout.addWidget(methods_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.step_label)
+        layout.addWidget(self.results)
+        layout.addWidget(self.maps)
+        layout.addLayout(bottom)
+        layout.addStretch(1)
+        self._inputs = [self.image_a, self.image_b, self.model, methods_box, self.export_button]
+
+    def chosen_methods(self) -> list[str]:
+        return [m for m, box in self.methods.items() if box.isChecked()]
+
+    def _job(self):
+        a, b = self.image_a.layer(), self.image_b.layer()
+        if a is None or b is None:
+            raise BavisError("open two 3D scans and choose them as scan A and scan B")
+        if a.name == b.name:
+            raise BavisError("scan A and scan B are the same layer; choose two different scans")
+        model = self.model.model()
+        if model is None:
+            raise BavisError("choose a Siamese model: the bundled demo-siamese or Load checkpoint…")
+        snap_a, snap_b = _snapshot(a), _snapshot(b)
+        names = (a.name, b.name)
+        self._pending = (names, _layers.scan_geometry(snap_a), _layers.scan_geometry(snap_b))
+
+        def compare(progress, cancel, **kwargs):
+            scan_a, scan_b = _layers.scan_of_layer(snap_a), _layers.scan_of_layer(snap_b)
+            return pipeline.compare(scan_a, scan_b, progress=progress, cancel=cancel, **kwargs)
+
+        return compare, {"model": model, "methods": tuple(self.chosen_methods()), "device": self.model.device.currentText()}
+
+    def _result_stages(self, comparison):
+        names, geo_a, geo_b = self._pending
+        sides = (
+            (names[0], comparison.scan_a, geo_a, comparison.maps_a),
+            (names[1], comparison.scan_b, geo_b, comparison.maps_b),
+        )
+        wanted = {_layers.map_layer_name(n, m) for n, _, _, maps in sides for m in maps}
+        entries = []
+
+        def start() -> None:
+            for layer in _layers.result_layers(self._viewer, self.TAG, "map"):
+                if layer.name not in wanted:
+                    self._viewer.layers.remove(layer)
+            self.maps.clear()
+            self.comparison, self._names = comparison, names
+            self.results.setPlainText(comparison_text(comparison, names))
+            self.model.show_used_device(comparison.device)
+            for note in comparison.notes:
+                show_warning(note)
+
+        def add_map(scan_name, scan, geometry, method, values) -> None:
+            name = _layers.map_layer_name(scan_name, method)
+            kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
+            layer = _layers.put_layer(self._viewer, values, kwargs)
+            entries.append({"layer": layer, "values": values, "affine": scan.display_affine,
+                            "geometry": geometry, "method": method, "scan": scan_name})
+
+        def finish() -> None:
+            self.maps.set_maps(entries)
+            self.export_button.setEnabled(hasattr(pipeline, "export_comparison"))
+
+        yield start
+        for scan_name, scan, geometry, maps in sides:
+            for method, values in maps.items():
+                yield lambda a=(scan_name, scan, geometry, method, values): add_map(*a)
+        yield finish
+
+    def clear_results(self) -> None:
+        _layers.remove_result_layers(self._viewer, self.TAG)
+        self.maps.clear()
+        self.comparison = None
+        self.results.clear()
+        self.export_button.setEnabled(False)
+
+    def _choose_export(self) -> None:
+        start = settings.load()["export_dir"] or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Export into (a new sub-folder is made)", start)
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, parent) -> None:
+        export = getattr(pipeline, "export_comparison", None)
+        if self.comparison is None or export is None:
+            show_error("export: run a comparison first" if export else "export: comparisons cannot be exported in this version")
+            return
+        parent = Path(parent)
+        settings.save(export_dir=str(parent))
+        target = export_folder(parent, f"{self._names[0]} vs {self._names[1]}")
+        comparison = self.comparison
+        threshold, mode = float(self.maps.threshold.value()), self.maps.mode_key()
+
+        def run_export(progress, **_):
+            export(comparison, target, threshold=threshold, mode=mode)
+            return target
+
+        self.export_button.setEnabled(False)
+        self._export_worker = _start_worker(_call_in_worker, run_export, self._relay, -1, {}, on_done=self._on_exported)
+
+    def _on_exported(self, outcome) -> None:
+        status, value = outcome
+        self._export_worker = None
+        self.export_button.setEnabled(self.comparison is not None)
+        if status == "ok":
+            self.last_export = Path(value)
+            show_info(f"napari-bavis: exported to {value}")
+        else:
+            show_error(_one_line(status, value, "export"))
+
+
+def comparison_text(comparison, names) -> str:
+    sim, card = comparison.similarity, comparison.card
+    lines = [
+        f"Similarity (cosine): {sim.cosine:.3f}",
+        f"Distance: {sim.distance:.3f}  (0 = identical embeddings, 2 = opposite)",
+    ]
+    for name, nearest, scores in (
+        (names[0], sim.nearest_reference_a, getattr(sim, "reference_similarities_a", None)),
+        (names[1], sim.nearest_reference_b, getattr(sim, "reference_similarities_b", None)),
+    ):
+        if nearest is None:
+            lines.append(f"{name}: the model card has no reference embeddings")
+        else:
+            detail = ", ".join(f"{k} {v:.2f}" for k, v in (scores or {}).items())
+            lines.append(f"{name}: nearest reference {nearest}" + (f" ({detail})" if detail else ""))
+    for note in comparison.notes:
+        lines.append(f"⚠ {note}")
+    lines.append(f"Model: {card.name} {card.version} ({card.architecture}) on {comparison.device}")
+    lines.append(RESEARCH_ONLY)
+    return "\n".join(lines)

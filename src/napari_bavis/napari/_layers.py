@@ -1,0 +1,216 @@
+"""Layer helpers shared by the analysis and compare widgets (napari only, no Qt, no analysis).
+
+Result layers copy the scan layer's geometry exactly (scale, translate, axis labels, units and
+``metadata["bavis_source"]``) so they overlay the scan in millimetres and the plugin's writer
+saves them on the scan file's own grid. They are tagged in ``metadata["bavis_result"]`` with
+the widget that made them, which is how a re-run finds and replaces them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BavisError
+from ..io import DISPLAY_AXES, Scan, affine_from_layer_geometry, scan_from_image
+
+#: Perceptual base colormap of the maps (absolute: a colour means the same value at any threshold).
+MAP_COLORMAP = "inferno"
+MAP_OPACITY = 0.7
+#: The GPU samples colormaps from a 1024-entry lookup texture with linear filtering; starting the
+#: opaque part this far above the cutoff keeps every value below the cutoff fully transparent.
+LUT_MARGIN = 2.0 / 1024.0
+
+METHOD_TITLES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "smooth-gradcam++": "Smooth Grad-CAM++",
+    "smoe": "SMOE",
+    "smoe*gradcam++": "SMOE×Grad-CAM++",
+    "smoe*gradcam": "SMOE×Grad-CAM",
+}
+
+
+def method_title(method: str) -> str:
+    return METHOD_TITLES.get(method, method)
+
+
+def map_layer_name(scan_name: str, method: str) -> str:
+    return f"{scan_name} · {method_title(method)}"
+
+
+def threshold_colormap(cutoff: float, base: str = MAP_COLORMAP):
+    """``base`` on [0, 1] with alpha 0 at and below ``cutoff`` (fully transparent) and 1 above it."""
+    from napari.utils import Colormap
+    from napari.utils.colormaps import ensure_colormap
+
+    cutoff = round(float(np.clip(cutoff, 0.0, 1.0)), 4)
+    start = cutoff + LUT_MARGIN
+    reference = ensure_colormap(base)
+    name = f"bavis {base} > {cutoff:.4f}"
+    if start >= 1.0 - 1e-4:
+        return Colormap(colors=[[0, 0, 0, 0], [0, 0, 0, 0]], controls=[0.0, 1.0], name=name)
+    above = np.linspace(start + 1e-4, 1.0, 32)
+    controls = np.concatenate([[0.0, start], above])
+    colors = reference.map(controls).astype(np.float32)
+    colors[:2, 3] = 0.0
+    colors[2:, 3] = 1.0
+    return Colormap(colors=colors, controls=controls, name=name, interpolation="linear")
+
+
+def scan_geometry(layer) -> dict:
+    """The geometry a result layer copies from its scan layer, metadata included."""
+    if layer.data.ndim != 3 or getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
+        raise BavisError(f"{layer.name}: choose a 3D single-channel image layer (this one is {layer.data.ndim}D)")
+    labels = tuple(str(a) for a in layer.axis_labels)
+    units = tuple(str(u) for u in layer.units)
+    source = (layer.metadata or {}).get("bavis_source")
+    if source is None:
+        source = scan_of_layer(layer).layer_metadata()["bavis_source"]
+    return {
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "axis_labels": labels,
+        "units": units,
+        "metadata": {"bavis_source": source},
+    }
+
+
+def scan_of_layer(layer) -> Scan:
+    """The Scan a layer shows: exact when it came from the plugin's reader, else from its geometry."""
+    data = layer.data
+    if data.ndim != 3 or getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
+        raise BavisError(f"{layer.name}: choose a 3D single-channel image layer (this one is {data.ndim}D)")
+    source = (layer.metadata or {}).get("bavis_source")
+    if source is not None and tuple(source["display_shape"]) == tuple(data.shape):
+        return Scan(
+            data=np.asarray(data, dtype=np.float32),
+            display_affine=np.asarray(source["display_affine"], float),
+            source_affine=np.asarray(source["source_affine"], float),
+            source_shape=tuple(source["source_shape"]),
+            header=source.get("header"),
+            path=source.get("path"),
+            oblique_deg=float(source.get("oblique_deg", 0.0)),
+        )
+    import nibabel as nib
+
+    labels = tuple(layer.axis_labels)
+    affine = affine_from_layer_geometry(layer.scale, layer.translate, labels)
+    return scan_from_image(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine))
+
+
+def result_metadata(geometry: dict, tag: str, role: str, **extra) -> dict:
+    return {**geometry["metadata"], "bavis_result": tag, "bavis_role": role, **extra}
+
+
+def map_layer_kwargs(geometry: dict, name: str, cutoff: float, tag: str, method: str) -> dict:
+    return {
+        "name": name,
+        "scale": geometry["scale"],
+        "translate": geometry["translate"],
+        "axis_labels": geometry["axis_labels"],
+        "units": geometry["units"],
+        "metadata": result_metadata(geometry, tag, "map", bavis_method=method),
+        "colormap": threshold_colormap(cutoff),
+        "contrast_limits": (0.0, 1.0),
+        "blending": "translucent",
+        "opacity": MAP_OPACITY,
+        "interpolation2d": "nearest",
+    }
+
+
+def regions_layer_kwargs(geometry: dict, name: str, tag: str) -> dict:
+    return {
+        "name": name,
+        "scale": geometry["scale"],
+        "translate": geometry["translate"],
+        "axis_labels": geometry["axis_labels"],
+        "units": geometry["units"],
+        "metadata": result_metadata(geometry, tag, "regions"),
+        "opacity": 0.5,
+        "visible": False,  # the maps carry the colour; shown on demand (and when a row is clicked)
+    }
+
+
+def qc_layer_data(qc: dict, scan_name: str, tag: str) -> dict:
+    """QC nibabel images as (data, kwargs, layer type) keyed by their QC name, in RAS millimetres."""
+    out = {}
+    for key, image in qc.items():
+        try:
+            scan = scan_from_image(image)
+        except BavisError:
+            continue  # e.g. an empty mask: nothing worth showing
+        kwargs = scan.layer_kwargs()
+        kwargs["name"] = f"{scan_name} · {key}"
+        kwargs["metadata"] = {**kwargs["metadata"], "bavis_result": tag, "bavis_role": "qc", "bavis_qc": key}
+        if key == "brain mask":
+            out[key] = ((scan.data > 0.5).astype(np.uint8), {**kwargs, "opacity": 0.35}, "labels")
+        else:
+            lo, hi = np.percentile(scan.data, [1, 99.5])
+            cmap = "green" if key == "template" else "magenta"
+            out[key] = (scan.data, {**kwargs, "colormap": cmap, "blending": "additive",
+                                    "contrast_limits": (float(lo), float(max(hi, lo + 1e-6)))}, "image")
+    return out
+
+
+def put_layer(viewer, data, kwargs: dict, layer_type: str = "image"):
+    """Add a layer, or update the same-named layer of the same type in place.
+
+    Updating in place keeps the layer's position and costs milliseconds; creating a layer costs
+    napari a few hundred milliseconds of GUI-thread time (its visuals), so re-runs reuse layers.
+    """
+    from napari.layers import Image, Labels
+
+    cls = Labels if layer_type == "labels" else Image
+    name = kwargs["name"]
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if isinstance(layer, cls) and getattr(layer, "rgb", False) is False and np.ndim(data) == layer.ndim:
+            _update_in_place(layer, data, kwargs)
+            return layer
+        viewer.layers.remove(name)
+    layer = cls(data, **kwargs)
+    viewer.add_layer(layer)
+    return layer
+
+
+def _update_in_place(layer, data, kwargs: dict) -> None:
+    kwargs = dict(kwargs)
+    kwargs.pop("name")
+    kwargs.pop("visible", None)  # keep what the user chose
+    layer.metadata = kwargs.pop("metadata", {})
+    for key in ("scale", "translate", "axis_labels", "units"):
+        if key in kwargs:
+            setattr(layer, key, kwargs.pop(key))
+    limits = kwargs.pop("contrast_limits", None)
+    layer.data = data
+    if limits is not None:
+        layer.contrast_limits_range = limits
+        layer.contrast_limits = limits
+    for key, value in kwargs.items():
+        setattr(layer, key, value)
+
+
+def result_layers(viewer, tag: str, role: str | None = None) -> list:
+    return [
+        layer for layer in viewer.layers
+        if (layer.metadata or {}).get("bavis_result") == tag
+        and (role is None or layer.metadata.get("bavis_role") == role)
+    ]
+
+
+def remove_result_layers(viewer, tag: str, role: str | None = None) -> int:
+    layers = result_layers(viewer, tag, role)
+    for layer in layers:
+        viewer.layers.remove(layer)
+    return len(layers)
+
+
+def is_result_layer(layer) -> bool:
+    return "bavis_result" in (layer.metadata or {})
+
+
+def ras_to_world(ras_mm) -> tuple[float, float, float]:
+    """Scanner RAS (x, y, z) mm -> napari world coordinates, which run along (S, A, R)."""
+    x, y, z = (float(v) for v in ras_mm)
+    assert DISPLAY_AXES == ("S", "A", "R")
+    return (z, y, x)
