@@ -278,6 +278,7 @@ class ModelPicker(QWidget):
 
 
 def _inspect_model(model):
+    _warm_imports()
     try:
         _, card = pipeline.load_model(model, device="cpu")
         status, value = "ok", card
@@ -293,6 +294,18 @@ def _inspect_model(model):
     except Exception:
         cuda = False
     return model, status, value, cuda
+
+
+def _warm_imports() -> None:
+    """Load the pipeline's heavy native libraries now, while the user is still choosing inputs:
+    loading a shared library holds the GIL, and doing it during a run stalls the GUI."""
+    try:
+        import SimpleITK  # noqa: F401
+        import torch  # noqa: F401
+
+        from .. import explain, preprocess  # noqa: F401
+    except Exception:  # a missing piece is reported by the run itself, in one line
+        pass
 
 
 def card_text(card) -> str:

@@ -1,5 +1,7 @@
 """The main job in a viewer: the synthetic native-space sample and the plugin's widgets.
 
+The brain-age analysis widget is docked; when the bundled demo model is installed (or
+``--checkpoint`` names one) the analysis runs on the sample and its maps are shown.
 ``--out DIR`` (used when there is no display) renders the same view off-screen,
 saves ``DIR/screenshot.png`` and exits.
 """
@@ -14,6 +16,8 @@ from pathlib import Path
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_bavis.napari.demo", description=__doc__)
     parser.add_argument("--out", help="write a screenshot here and exit instead of opening a window")
+    parser.add_argument("--checkpoint", help="run the analysis with this checkpoint instead of the bundled demo model")
+    parser.add_argument("--age", type=float, default=None, help="chronological age of the sample, in years")
     args = parser.parse_args(argv)
 
     import napari
@@ -21,8 +25,10 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(title="napari-bavis demo")
     viewer.open_sample("napari-bavis", "synthetic_native")
     viewer.window.add_plugin_dock_widget("napari-bavis", "Brain display")
+    _, analysis = viewer.window.add_plugin_dock_widget("napari-bavis", "Brain age analysis")
     viewer.window.resize(1400, 900)
     viewer.reset_view()
+    _run_analysis(viewer, analysis, args.checkpoint, args.age, wait=bool(args.out))
     if not args.out:
         napari.run()
         return 0
@@ -37,6 +43,40 @@ def main(argv=None) -> int:
     viewer.close()
     print(f"napari-bavis demo: no display, so the viewer was rendered off-screen; screenshot: {shot.resolve()}")
     return 0
+
+
+def _run_analysis(viewer, widget, checkpoint, age, wait: bool) -> None:
+    """Run the docked analysis on the sample when a model is at hand; show the strongest region."""
+    from .. import pipeline
+
+    if checkpoint:
+        widget.model.set_checkpoint(checkpoint)
+    elif "demo" in pipeline.bundled_models():
+        widget.model.set_model("demo")
+    else:
+        print("napari-bavis demo: the bundled demo model is not installed; press Run with your own checkpoint")
+        return
+    if age is not None:
+        widget.age.setValue(age)
+    if not wait:
+        widget.model.combo.setFocus()
+        widget.run()  # the viewer opens at once; the maps appear when the worker is done
+        return
+    from qtpy.QtWidgets import QApplication
+
+    while widget.model.inspecting:
+        QApplication.processEvents()
+    widget.run()
+    if not widget.wait(600):
+        print("napari-bavis demo: the analysis did not finish within 10 minutes")
+        return
+    if widget.maps.regions:
+        widget.maps.go_to_region(0)
+        for layer in viewer.layers:  # the map and the scan, not the other maps or the labels on top
+            if (layer.metadata or {}).get("bavis_role") in ("map", "regions"):
+                layer.visible = layer is widget.maps.selected_entry()["layer"] or layer.name == widget.maps.selected_entry()["layer"].name
+    for _ in range(10):
+        QApplication.processEvents()
 
 
 if __name__ == "__main__":
