@@ -59,6 +59,14 @@ def dock(viewer, qtbot, ckpt=None):
     return widget
 
 
+def use_fake_model(widget):
+    """Select a model name only the monkeypatched pipeline.analyze knows (no card to read)."""
+    widget.model.combo.blockSignals(True)
+    widget.model.combo.insertItem(0, "fake")
+    widget.model.combo.setCurrentText("fake")
+    widget.model.combo.blockSignals(False)
+
+
 def open_scan(viewer, path):
     (layer,) = viewer.open(str(path), plugin="napari-bavis")
     return layer
@@ -149,6 +157,8 @@ def test_settings_persist_between_widgets(make_napari_viewer, qtbot, tiny_files,
     widget.methods["gradcam"].setChecked(True)
     widget.maps.threshold.setValue(0.45)
     again = _analysis_widget.AnalysisWidget(viewer)
+    qtbot.waitUntil(lambda: not again.model.inspecting, timeout=30000)
+    assert again.model.model() == str(ckpt)  # the last checkpoint comes back
     assert again.model.device.currentText() == "cpu"
     assert again.methods["gradcam"].isChecked()
     assert again.maps.threshold.value() == pytest.approx(0.45)
@@ -200,8 +210,7 @@ def test_threshold_change_recolours_without_recomputing(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
-    widget.model.combo.insertItem(0, "fake")
-    widget.model.combo.setCurrentText("fake")
+    use_fake_model(widget)
     for method, box in widget.methods.items():
         box.setChecked(method == "gradcam++")
     run_and_wait(widget, qtbot)
@@ -238,13 +247,15 @@ def test_below_threshold_pixels_look_exactly_like_the_scan(make_napari_viewer, q
     viewer = make_napari_viewer(show=True)  # offscreen canvases render black under Xvfb
     scan = open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
-    widget.model.combo.insertItem(0, "fake")
-    widget.model.combo.setCurrentText("fake")
+    use_fake_model(widget)
     for method, box in widget.methods.items():
         box.setChecked(method == "gradcam++")
     run_and_wait(widget, qtbot)
     (layer,) = map_layers(viewer)
     widget.maps.threshold.setValue(0.5)
+    widget.maps.update_regions()
+    widget.parent().setFloating(True)  # the canvas keeps one size while the dock's texts change
+    qtbot.wait(50)
     middle = scan.data.shape[0] // 2
     viewer.dims.set_point(0, scan.translate[0] + middle * scan.scale[0])
     viewer.reset_view()
@@ -281,8 +292,7 @@ def test_rerun_replaces_layers_and_clear_removes_them(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
-    widget.model.combo.insertItem(0, "fake")
-    widget.model.combo.setCurrentText("fake")
+    use_fake_model(widget)
     run_and_wait(widget, qtbot)
     first = sorted(layer.name for layer in viewer.layers)
     run_and_wait(widget, qtbot)
@@ -307,8 +317,7 @@ def test_cancel_mid_run_adds_no_layers(make_napari_viewer, qtbot, blob_scan, mon
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
-    widget.model.combo.insertItem(0, "fake")
-    widget.model.combo.setCurrentText("fake")
+    use_fake_model(widget)
     widget.run()
     assert started.wait(10)
     qtbot.waitUntil(lambda: widget.step_label.text() == "preprocess: registration", timeout=5000)
@@ -357,8 +366,7 @@ def test_unexpected_error_is_one_line(make_napari_viewer, qtbot, blob_scan, monk
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
-    widget.model.combo.insertItem(0, "fake")
-    widget.model.combo.setCurrentText("fake")
+    use_fake_model(widget)
     run_and_wait(widget, qtbot)
     assert errors == ["analysis failed unexpectedly: ZeroDivisionError: float division by zero"]
 

@@ -188,6 +188,7 @@ class ModelPicker(QWidget):
         if default in bundled:
             self.combo.setCurrentText(default)
         self.combo.activated.connect(self._on_activated)
+        self.combo.currentTextChanged.connect(self._on_changed)
         self.device.currentTextChanged.connect(self._update_cpu_warning)
         layout = QFormLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -209,10 +210,14 @@ class ModelPicker(QWidget):
             return None
         return self._checkpoints.get(text, text)
 
+    def _on_changed(self, text: str) -> None:
+        """Any change of model (user, settings, script) shows that model's card."""
+        if text and text != LOAD_CHECKPOINT and text != self._previous:
+            self._previous = text
+            self.inspect()
+
     def _on_activated(self, index: int) -> None:
         if self.combo.itemText(index) != LOAD_CHECKPOINT:
-            self._previous = self.combo.currentText()
-            self.inspect()
             return
         path, _ = QFileDialog.getOpenFileName(
             self, "Load a model checkpoint", "", "Checkpoints (*.pt *.pth *.p *.ckpt);;All files (*)"
@@ -227,15 +232,15 @@ class ModelPicker(QWidget):
         self._checkpoints[label] = str(path)
         if self.combo.findText(label) < 0:
             self.combo.insertItem(self.combo.count() - 1, label)
-        self.combo.setCurrentText(label)
-        self._previous = label
-        self.inspect()
+        if self.combo.currentText() == label:
+            self._previous = label
+            self.inspect()  # the same name, maybe another file
+        else:
+            self.combo.setCurrentText(label)
 
     def set_model(self, name: str) -> None:
         if self.combo.findText(name) >= 0 and name != LOAD_CHECKPOINT:
             self.combo.setCurrentText(name)
-            self._previous = name
-            self.inspect()
 
     def inspect(self) -> None:
         """Read the card (and whether CUDA exists) in a worker; a bad file becomes one notification."""
@@ -692,6 +697,8 @@ class AnalysisWidget(_RunWidget):
         self.model = ModelPicker("brain_age", prefs["model"], "Bundled demo models, or your own checkpoint with its model card")
         if prefs["device"] in ("auto", "cpu", "cuda"):
             self.model.device.setCurrentText(prefs["device"])
+        if prefs["model"] not in pipeline.BUNDLED and Path(str(prefs["model"])).is_file():
+            self.model.set_checkpoint(prefs["model"])  # the checkpoint used last time
         self.age = QDoubleSpinBox()
         self.age.setRange(-1.0, 120.0)
         self.age.setDecimals(1)
@@ -783,8 +790,9 @@ class AnalysisWidget(_RunWidget):
         settings.save(methods=self.chosen_methods())
 
     def _save_model(self, name: str) -> None:
-        if name in pipeline.BUNDLED:
-            settings.save(model=name)
+        model = self.model.model()
+        if model is not None:
+            settings.save(model=str(model))
 
     def _save_threshold(self, *_) -> None:
         if self.maps.mode_key() == "value":
