@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import write_bad_scans
+from bad_scans import write_bad_scans
 
 from napari_bavis import cli, pipeline
 from napari_bavis.pipeline import DEFAULT_METHODS

@@ -4,7 +4,7 @@ import threading
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import moved_template, pose_matrix
+from moved_scans import moved_template, pose_matrix
 
 from napari_bavis.errors import Cancelled
 from napari_bavis.grid import Grid

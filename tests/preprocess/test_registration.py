@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import landmark_error_mm, moved_template, pose_matrix
+from moved_scans import landmark_error_mm, moved_template, pose_matrix
 from scipy import ndimage
 
 import nibabel as nib

@@ -1,7 +1,7 @@
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import moved_template, pose_matrix
+from moved_scans import moved_template, pose_matrix
 
 from napari_bavis.grid import MNI_1P5, Grid
 from napari_bavis.preprocess import PreprocessSpec, preprocess
