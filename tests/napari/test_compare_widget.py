@@ -82,6 +82,19 @@ def test_compare_two_scans_end_to_end(make_napari_viewer, qtbot, siamese_files, 
     assert regions.data.shape == scan_b.data.shape
     np.testing.assert_array_equal(regions.scale, scan_b.scale)
 
+    # export: both scans' maps in their own file space, figures and a report
+    out_parent = path_a.parent / "exports"
+    widget.export_to(out_parent)
+    qtbot.waitUntil(lambda: getattr(widget, "last_export", None) is not None, timeout=60000)
+    assert errors == []
+    folder = widget.last_export
+    names = sorted(p.name for p in folder.iterdir())
+    assert "report.json" in names and any(n.startswith("map_a_") for n in names) and any(n.startswith("map_b_") for n in names)
+    import nibabel as nib
+
+    map_b = nib.load(folder / next(n for n in names if n.startswith("map_b_")))
+    np.testing.assert_allclose(map_b.affine, nib.load(path_b).affine, atol=1e-5)
+
 
 def test_compare_refuses_the_same_layer_twice_with_one_line(make_napari_viewer, qtbot, siamese_files, errors):
     ckpt, path_a, _ = siamese_files

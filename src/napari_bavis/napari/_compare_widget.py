@@ -55,6 +55,7 @@ class CompareWidget(_RunWidget):
         self.comparison = None
         self._names = ("", "")
         self._export_worker = None
+        self.last_export: Path | None = None
         self.image_a = LayerCombo(viewer, "First scan (A): any 3D image layer")
         self.image_b = LayerCombo(viewer, "Second scan (B): any 3D image layer")
         if self.image_b.count() > 1:
@@ -84,11 +85,7 @@ class CompareWidget(_RunWidget):
         self.clear_button.clicked.connect(self.clear_results)
         self.export_button = QPushButton("Export…")
         self.export_button.setEnabled(False)
-        has_export = hasattr(pipeline, "export_comparison")
-        self.export_button.setToolTip(
-            "Write both scans' maps, a figure and a JSON report into a new folder" if has_export
-            else "Export of comparisons is not available in this version of napari-bavis"
-        )
+        self.export_button.setToolTip("Write both scans' maps, a figure and a JSON report into a new folder")
         self.export_button.clicked.connect(self._choose_export)
         self.run_button.setToolTip("Preprocess both scans, compare their embeddings and compute the maps in the background")
 
@@ -166,7 +163,7 @@ class CompareWidget(_RunWidget):
 
         def finish() -> None:
             self.maps.set_maps(entries)
-            self.export_button.setEnabled(hasattr(pipeline, "export_comparison"))
+            self.export_button.setEnabled(True)
 
         yield start
         for scan_name, scan, geometry, maps in sides:
@@ -188,9 +185,8 @@ class CompareWidget(_RunWidget):
             self.export_to(folder)
 
     def export_to(self, parent) -> None:
-        export = getattr(pipeline, "export_comparison", None)
-        if self.comparison is None or export is None:
-            show_error("export: run a comparison first" if export else "export: comparisons cannot be exported in this version")
+        if self.comparison is None:
+            show_error("export: run a comparison first")
             return
         parent = Path(parent)
         settings.save(export_dir=str(parent))
@@ -199,7 +195,7 @@ class CompareWidget(_RunWidget):
         threshold, mode = float(self.maps.threshold.value()), self.maps.mode_key()
 
         def run_export(progress, **_):
-            export(comparison, target, threshold=threshold, mode=mode)
+            pipeline.export_comparison(comparison, target, threshold=threshold, mode=mode)
             return target
 
         self.export_button.setEnabled(False)
