@@ -42,10 +42,11 @@ class Scan:
     path: str | None = None
     oblique_deg: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    label: str | None = None  # what the user calls it (a layer name), when not its file name
 
     @property
     def name(self) -> str:
-        return scan_name(self.path) if self.path else "scan"
+        return self.label or (scan_name(self.path) if self.path else "scan")
 
     @property
     def resampled(self) -> bool:

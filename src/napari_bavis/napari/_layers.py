@@ -90,12 +90,15 @@ def scan_of_layer(layer) -> Scan:
             header=source.get("header"),
             path=source.get("path"),
             oblique_deg=float(source.get("oblique_deg", 0.0)),
+            label=layer.name,
         )
     import nibabel as nib
 
     labels = tuple(layer.axis_labels)
     affine = affine_from_layer_geometry(layer.scale, layer.translate, labels)
-    return scan_from_image(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine))
+    scan = scan_from_image(nib.Nifti1Image(np.asarray(data, dtype=np.float32), affine))
+    scan.label = layer.name
+    return scan
 
 
 def result_metadata(geometry: dict, tag: str, role: str, **extra) -> dict:
