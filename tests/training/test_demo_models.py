@@ -1,0 +1,66 @@
+"""The bundled demo models on a few freshly generated held-out phantoms (model-space inputs)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_bavis import models
+from napari_bavis.explain import compute_maps
+from napari_bavis.phantoms import make_subject
+from napari_bavis.pipeline import bundled_models, load_model
+from napari_bavis.training import model_input
+from napari_bavis.training.data import input_spec_from_card
+
+#: Individuals never seen in training (training cohorts use SeedSequence-derived seeds).
+SEEDS = (424242, 515151)
+AGE = 72.0
+
+
+@pytest.fixture(scope="module")
+def demo():
+    if "demo" not in bundled_models():
+        pytest.fail("the bundled demo model src/napari_bavis/data/demo.pt is missing")
+    return load_model("demo", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def phantoms(demo):
+    """The same individuals at one age, healthy and AD-like: only the disease differs."""
+    _, card = demo
+    spec = input_spec_from_card(card)
+    out = {}
+    for cdr in (0.0, 1.0, 2.0):
+        subjects = [make_subject(seed, AGE, "F" if i else "M", cdr, grid=card.model_grid) for i, seed in enumerate(SEEDS)]
+        out[cdr] = [(model_input(s.t1_model, card.model_grid, **spec), s.masks) for s in subjects]
+    return out
+
+
+def test_bundled_cards_are_complete_and_small():
+    files = bundled_models()
+    assert set(files) == {"demo", "demo-siamese"}
+    assert sum(p.stat().st_size for p in files.values()) <= 25e6
+    _, card = load_model("demo", device="cpu")
+    assert card.name == "demo" and card.bias_correction["method"] == "regression-on-age"
+    assert "not for clinical use" in card.intended_use
+    _, siamese = load_model("demo-siamese", device="cpu")
+    assert siamese.task == "siamese" and set(siamese.reference_embeddings) == {"healthy", "AD-like"}
+
+
+def test_brain_age_gap_rises_with_disease(demo, phantoms):
+    model, card = demo
+    gap = {cdr: np.mean([models.predict_age(model, card, x, chronological_age=AGE).gap_corrected for x, _ in items])
+           for cdr, items in phantoms.items()}
+    assert gap[0.0] < gap[1.0] < gap[2.0]
+    assert gap[2.0] - gap[0.0] > 3.0
+
+
+def test_gradcampp_beats_chance_on_the_age_mask(demo, phantoms):
+    """Share of the map's energy in the age mask exceeds the mask's share of the volume."""
+    model, _ = demo
+    items = [item for cdr in (0.0, 2.0) for item in phantoms[cdr]]
+    x = torch.as_tensor(np.stack([xi for xi, _ in items]))[:, None]
+    maps = compute_maps(model, x, methods=("gradcam++",))["gradcam++"].reshape(len(items), *x.shape[2:])
+    for saliency, (_, masks) in zip(maps, items):
+        inside = masks["age"]
+        energy = saliency[inside].sum() / saliency.sum()
+        assert energy > inside.mean()
