@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -72,15 +70,8 @@ def three_plane_figure(
 
 
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> str:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return str(target)
+    from .io import atomic_target
+
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(payload)
+    return str(path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,18 +317,26 @@ def write_nifti(
             raise ScanError(f"{target.name}: refusing to overwrite the scan the data came from; choose another name")
     if target.exists() and not overwrite:
         raise ScanError(f"{target.name}: already exists; choose another name or allow overwriting")
-    target.parent.mkdir(parents=True, exist_ok=True)
     suffix = ".nii.gz" if name.endswith(".nii.gz") else ".nii"
+    with atomic_target(target, suffix) as tmp:
+        nib.save(img, str(tmp))
+    return str(target)
+
+
+@contextmanager
+def atomic_target(target: str | os.PathLike, suffix: str = ""):
+    """A temporary path beside ``target``, renamed onto it when the block succeeds, removed when it fails."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
     os.close(fd)
     try:
-        nib.save(img, tmp)
+        yield Path(tmp)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return str(target)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -393,6 +393,37 @@ def _commit_dir(tmp: Path, out_dir: Path) -> None:
         os.replace(tmp, out_dir)
 
 
+FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
+
+
+def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect):
+    """Each map as NIfTI in the scan file's space, and its regions table; returns (files, regions)."""
+    from .io import write_nifti
+
+    files, regions = {}, {}
+    for method, values in maps.items():
+        name = f"map_{prefix}{_method_file(method)}.nii.gz"
+        write_nifti(folder / name, scan.to_source(values), protect=protect)
+        files[method] = name
+        cutoff = threshold_value(values, threshold, mode)
+        _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+        regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+    return files, regions
+
+
+def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: str, method: str | None = None) -> None:
+    """Three planes through the strongest voxel of ``method`` (default: the thesis's final map, if computed)."""
+    from .figure import three_plane_figure, write_bytes_atomic
+
+    shown = method or next((m for m in FIGURE_PREFERENCE if m in maps), None)
+    png = three_plane_figure(
+        scan.data, scan.scale, maps.get(shown) if shown else None,
+        cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
+        title=title + (f" — {shown}" if shown else ""), overlay_label=shown or "",
+    )
+    write_bytes_atomic(path, png)
+
+
 def export_analysis(
     analysis: Analysis,
     out_dir,
@@ -406,33 +437,18 @@ def export_analysis(
     All files go to a temporary folder first, which replaces ``out_dir`` at the end, so a killed
     run never leaves half results. Returns the report dict.
     """
-    from .figure import three_plane_figure, write_bytes_atomic
-    from .io import write_nifti
+    from .figure import write_bytes_atomic
 
     out_dir = Path(out_dir)
     tmp = _prepare_dir(out_dir, [analysis.scan.path])
     try:
-        files = {}
-        regions = {}
-        for method, values in analysis.maps.items():
-            name = f"map_{_method_file(method)}.nii.gz"
-            write_nifti(tmp / name, analysis.map_image(method), protect=(analysis.scan.path,))
-            files[method] = name
-            cutoff = threshold_value(values, threshold, mode)
-            _, table = activated_regions(values, analysis.scan.display_affine, cutoff, min_size_mm3)
-            regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
-        shown = figure_method or next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in analysis.maps), None)
+        files, regions = _write_maps(tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3,
+                                     (analysis.scan.path,))
         pred = analysis.prediction
         title = f"{analysis.scan.name} — brain age {pred.brain_age:.1f} y" if pred is not None else analysis.scan.name
         if pred is not None and pred.chronological_age is not None:
             title += f" (chronological {pred.chronological_age:.1f} y, gap {pred.gap:+.1f} y)"
-        png = three_plane_figure(
-            analysis.scan.data, analysis.scan.scale,
-            analysis.maps.get(shown) if shown else None,
-            cutoff=threshold_value(analysis.maps[shown], threshold, mode) if shown else threshold,
-            title=title + (f" — {shown}" if shown else ""), overlay_label=shown or "",
-        )
-        write_bytes_atomic(tmp / "figure.png", png)
+        _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method)
         report = analysis_report(analysis, threshold, mode, regions, files)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
         _commit_dir(tmp, out_dir)
@@ -476,31 +492,18 @@ def export_comparison(
 ) -> dict:
     """Write each scan's maps (NIfTI, that scan file's space), one three-plane PNG per scan and
     report.json into ``out_dir``, through a temporary folder renamed at the end. Returns the report."""
-    from .figure import three_plane_figure, write_bytes_atomic
-    from .io import write_nifti
+    from .figure import write_bytes_atomic
 
     out_dir = Path(out_dir)
     inputs = (comparison.scan_a.path, comparison.scan_b.path)
     tmp = _prepare_dir(out_dir, inputs)
     try:
-        files: dict = {"a": {}, "b": {}}
-        regions: dict = {"a": {}, "b": {}}
+        files: dict = {}
+        regions: dict = {}
         figures = {}
         for side, scan, maps in (("a", comparison.scan_a, comparison.maps_a), ("b", comparison.scan_b, comparison.maps_b)):
-            for method, values in maps.items():
-                name = f"map_{side}_{_method_file(method)}.nii.gz"
-                write_nifti(tmp / name, scan.to_source(values), protect=inputs)
-                files[side][method] = name
-                cutoff = threshold_value(values, threshold, mode)
-                _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
-                regions[side][method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
-            shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in maps), None)
-            png = three_plane_figure(
-                scan.data, scan.scale, maps.get(shown) if shown else None,
-                cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
-                title=f"scan {side.upper()}: {scan.name}" + (f" — {shown}" if shown else ""), overlay_label=shown or "",
-            )
-            write_bytes_atomic(tmp / f"figure_{side}.png", png)
+            files[side], regions[side] = _write_maps(tmp, scan, maps, f"{side}_", threshold, mode, min_size_mm3, inputs)
+            _write_figure(tmp / f"figure_{side}.png", scan, maps, threshold, mode, f"scan {side.upper()}: {scan.name}")
             figures[side] = f"figure_{side}.png"
         sim = comparison.similarity.to_dict() if hasattr(comparison.similarity, "to_dict") else comparison.similarity
         report = _jsonable({
