@@ -146,8 +146,6 @@ def _card_dict(card) -> dict:
 
 
 def _sex_tensor(card, sex, device):
-    import torch
-
     from .models.inference import _sex_tensor
 
     return _sex_tensor(sex, card, device) if card.sex_encoding is not None else None

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import nibabel as nib
-import numpy as np
 import pytest
 
 from bad_scans import write_bad_scans  # noqa: F401

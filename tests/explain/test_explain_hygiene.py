@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from explain_nets import SmallCNN, capture_reference, max_normalise, randomise_bn, ref_gradcam, upsample
+from explain_nets import SmallCNN, capture_reference, randomise_bn, ref_gradcam, upsample
 from torch import nn
 
 from napari_bavis.errors import ExplainError

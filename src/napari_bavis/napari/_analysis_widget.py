@@ -547,6 +547,8 @@ class _RunWidget(QWidget):
         self._run_id = 0
         self._cancel: threading.Event | None = None
         self._worker = None
+        self._export_worker = None
+        self.last_export: Path | None = None
         self._pbar = None
         self._inputs: list[QWidget] = []
         self.run_button = QPushButton("Run")
@@ -679,6 +681,51 @@ class _RunWidget(QWidget):
         return not self.running
 
 
+    # --- export: subclasses give _result(), _export_name() and _exporter(kwargs) -------------
+    def _choose_export(self) -> None:
+        start = settings.load()["export_dir"] or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Export into (a new sub-folder is made)", start)
+        if folder:
+            self.export_to(folder)
+
+    def export_to(self, parent) -> None:
+        """Write the results into a new folder under ``parent`` (through the pipeline, in a worker)."""
+        result = self._result()
+        if result is None:
+            show_error(f"export: run {'an' if self.WHAT[0] in 'aeiou' else 'a'} {self.WHAT} first")
+            return
+        parent = Path(parent)
+        settings.save(export_dir=str(parent))
+        target = export_folder(parent, self._export_name())
+        kwargs = {"threshold": float(self.maps.threshold.value()), "mode": self.maps.mode_key(),
+                  "min_size_mm3": float(self.maps.min_size.value())}
+        write = self._exporter(kwargs)
+        self.export_button.setEnabled(False)
+        self.step_label.setText("exporting…")
+
+        def export(progress, **_):
+            write(result, target, **kwargs)
+            return target
+
+        self._export_worker = _start_worker(_call_in_worker, export, self._relay, -1, {}, on_done=self._on_exported)
+
+    def _on_exported(self, outcome) -> None:
+        status, value = outcome
+        self._export_worker = None
+        self.export_button.setEnabled(self._result() is not None)
+        if status == "ok":
+            self.last_export = Path(value)
+            self.step_label.setText(f"exported to {value}")
+            show_info(f"napari-bavis: exported to {value}")
+        else:
+            self.step_label.setText("export failed")
+            show_error(_one_line(status, value, "export"))
+
+    @property
+    def exporting(self) -> bool:
+        return self._export_worker is not None
+
+
 class AnalysisWidget(_RunWidget):
     """Brain age and explanation maps of one scan layer."""
 
@@ -691,7 +738,6 @@ class AnalysisWidget(_RunWidget):
         self.analysis = None
         self._geometry = None
         self._scan_name = ""
-        self._export_worker = None
 
         self.image = LayerCombo(viewer, "The scan to analyse: any 3D image layer (opened with this plugin for exact millimetres)")
         self.model = ModelPicker("brain_age", prefs["model"], "Bundled demo models, or your own checkpoint with its model card")
@@ -882,50 +928,17 @@ class AnalysisWidget(_RunWidget):
             show_warning("napari-bavis: this preprocessing produced no QC images")
 
     # --- export ------------------------------------------------------------------------------
-    def _choose_export(self) -> None:
-        start = settings.load()["export_dir"] or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Export into (a new sub-folder is made)", start)
-        if folder:
-            self.export_to(folder)
+    def _result(self):
+        return self.analysis
 
-    def export_to(self, parent) -> None:
-        """Write the results into a new folder under ``parent`` (via pipeline.export_analysis, in a worker)."""
-        if self.analysis is None:
-            show_error("export: run an analysis first")
-            return
-        parent = Path(parent)
-        settings.save(export_dir=str(parent))
-        target = export_folder(parent, self._scan_name)
-        kwargs = {"threshold": float(self.maps.threshold.value()), "mode": self.maps.mode_key(),
-                  "min_size_mm3": float(self.maps.min_size.value())}
+    def _export_name(self) -> str:
+        return self._scan_name
+
+    def _exporter(self, kwargs: dict):
         entry = self.maps.selected_entry()
         if entry is not None:
             kwargs["figure_method"] = entry["method"]
-        self.export_button.setEnabled(False)
-        self.step_label.setText("exporting…")
-        analysis = self.analysis
-
-        def export(progress, **_):
-            pipeline.export_analysis(analysis, target, **kwargs)
-            return target
-
-        self._export_worker = _start_worker(_call_in_worker, export, self._relay, -1, {}, on_done=self._on_exported)
-
-    def _on_exported(self, outcome) -> None:
-        status, value = outcome
-        self._export_worker = None
-        self.export_button.setEnabled(self.analysis is not None)
-        if status == "ok":
-            self.last_export = Path(value)
-            self.step_label.setText(f"exported to {value}")
-            show_info(f"napari-bavis: exported to {value}")
-        else:
-            self.step_label.setText("export failed")
-            show_error(_one_line(status, value, "export"))
-
-    @property
-    def exporting(self) -> bool:
-        return self._export_worker is not None
+        return pipeline.export_analysis
 
 
 def export_folder(parent: Path, scan_name: str) -> Path:

@@ -4,13 +4,11 @@ distance, nearest reference of each scan and one thresholded map per scan and me
 No ``from __future__ import annotations``: napari reads the ``viewer`` annotation at run time.
 """
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari.utils.notifications import show_error, show_info, show_warning
+from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -28,12 +26,8 @@ from ._analysis_widget import (
     LayerCombo,
     MapsPanel,
     ModelPicker,
-    _call_in_worker,
-    _one_line,
     _RunWidget,
     _snapshot,
-    _start_worker,
-    export_folder,
 )
 
 if TYPE_CHECKING:
@@ -54,8 +48,6 @@ class CompareWidget(_RunWidget):
         prefs = settings.load()
         self.comparison = None
         self._names = ("", "")
-        self._export_worker = None
-        self.last_export: Path | None = None
         self.image_a = LayerCombo(viewer, "First scan (A): any 3D image layer")
         self.image_b = LayerCombo(viewer, "Second scan (B): any 3D image layer")
         if self.image_b.count() > 1:
@@ -178,38 +170,14 @@ class CompareWidget(_RunWidget):
         self.results.clear()
         self.export_button.setEnabled(False)
 
-    def _choose_export(self) -> None:
-        start = settings.load()["export_dir"] or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(self, "Export into (a new sub-folder is made)", start)
-        if folder:
-            self.export_to(folder)
+    def _result(self):
+        return self.comparison
 
-    def export_to(self, parent) -> None:
-        if self.comparison is None:
-            show_error("export: run a comparison first")
-            return
-        parent = Path(parent)
-        settings.save(export_dir=str(parent))
-        target = export_folder(parent, f"{self._names[0]} vs {self._names[1]}")
-        comparison = self.comparison
-        threshold, mode = float(self.maps.threshold.value()), self.maps.mode_key()
+    def _export_name(self) -> str:
+        return f"{self._names[0]} vs {self._names[1]}"
 
-        def run_export(progress, **_):
-            pipeline.export_comparison(comparison, target, threshold=threshold, mode=mode)
-            return target
-
-        self.export_button.setEnabled(False)
-        self._export_worker = _start_worker(_call_in_worker, run_export, self._relay, -1, {}, on_done=self._on_exported)
-
-    def _on_exported(self, outcome) -> None:
-        status, value = outcome
-        self._export_worker = None
-        self.export_button.setEnabled(self.comparison is not None)
-        if status == "ok":
-            self.last_export = Path(value)
-            show_info(f"napari-bavis: exported to {value}")
-        else:
-            show_error(_one_line(status, value, "export"))
+    def _exporter(self, kwargs: dict):
+        return pipeline.export_comparison
 
 
 def comparison_text(comparison, names) -> str:

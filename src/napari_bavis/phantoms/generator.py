@@ -68,7 +68,6 @@ def effect_sizes(age: float, cdr: float, tissue_age_offset: float = 0.0) -> dict
     """
     tissue_age = age + tissue_age_offset
     dy = DISEASE_YEARS[cdr]
-    t = float(np.clip((tissue_age - 20.0) / 70.0, -0.15, 1.4))
     tc = float(np.clip((tissue_age + dy / 4 - 20.0) / 70.0, -0.15, 1.6))
     td = float(np.clip((tissue_age + dy - 20.0) / 70.0, -0.15, 1.8))
     hipp_loss = 0.12 * (0.4 * td + 0.6 * td**2) + 0.04 * SEVERITY[cdr]

@@ -13,7 +13,7 @@ from typing import Callable
 import nibabel as nib
 import numpy as np
 
-from ..errors import Cancelled, PreprocessError
+from ..errors import Cancelled
 from ..grid import Grid
 from . import brain_mask as bm
 from .bias import n4_correct
