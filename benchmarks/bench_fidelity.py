@@ -187,14 +187,15 @@ def siamese_tables(args) -> None:
     encoder, card = load_model(args.siamese)
     spec, grid = input_spec_from_card(card), card.model_grid
     plan = plan_cohort(args.n_cdr, HELD_OUT_SEED, ages=(55, 90), cdr_weights={0: 1, 0.5: 1, 1: 1, 2: 1})
-    plan = [lab for lab in plan if lab["cdr"] != 0.5]
+    lo, hi = card.training_age_range or (55, 90)
+    plan = [lab for lab in plan if lab["cdr"] != 0.5 and lo <= lab["age"] <= hi]
     xs, records = load_inputs(plan, grid, spec, workers=args.workers, keep_masks=True)
     labels = np.array([0 if lab["cdr"] == 0 else 1 for lab in plan])
     emb = np.stack([models.embed(encoder, card, x) for x in xs])
     refs = np.array([card.reference_embeddings[k] for k in ("healthy", "AD-like")])
     nearest = np.argmax(emb @ refs.T, axis=1)
-    table(f"Siamese: similarity separates healthy from AD-like (held-out, {int((labels == 0).sum())} healthy, "
-          f"{int((labels == 1).sum())} AD-like CDR 1-2)", ["measure", "value", "chance"],
+    table(f"Siamese: similarity separates healthy from AD-like (held-out, aged {lo:g}-{hi:g}: "
+          f"{int((labels == 0).sum())} healthy, {int((labels == 1).sum())} AD-like CDR 1-2)", ["measure", "value", "chance"],
           [["ROC AUC, cosine of healthy-healthy vs healthy-AD pairs", pair_auc(emb, labels), 0.5],
            ["nearest reference embedding = true class", float(np.mean(nearest == labels)),
             float(max(labels.mean(), 1 - labels.mean()))]])

@@ -23,8 +23,8 @@ command = "scripts/train_demo_models.sh"
 ba = train_brain_age(out / "demo.pt", n_subjects=200, epochs=14, grid=3.0, seed=2026, resume=resume,
                      workers=2, command=command)
 print("demo:", ba.extra["training_metrics"], ba.bias_correction, flush=True)
-siam = train_siamese(out / "demo-siamese.pt", n_subjects=160, epochs=8, grid=3.0, seed=2027, resume=resume,
-                     lr=5e-4, init_trunk_from=out / "demo.pt",
+siam = train_siamese(out / "demo-siamese.pt", n_subjects=160, epochs=40, grid=3.0, seed=2027, resume=resume,
+                     lr=1e-3, init_trunk_from=out / "demo.pt",
                      workers=2, command=command)
 print("demo-siamese:", siam.extra["training_metrics"], flush=True)
 for name in ("demo.pt", "demo-siamese.pt"):

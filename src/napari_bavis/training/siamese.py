@@ -24,8 +24,9 @@ from ._common import (
 from .data import DEMO_INPUT, augment, load_inputs, split_by_subject
 
 DEMO_SIAMESE_CHANNELS = (4, 8, 16, 32)
-#: Cohort of the Siamese demo: ages where disease occurs, healthy and AD-like (CDR 1 or 2) only.
-SIAMESE_AGES = (55.0, 90.0)
+#: Cohort of the Siamese demo: healthy and AD-like (CDR 1 or 2) only, in a 20-year band of old age
+#: (over 55-90 y, age differences swamp the disease: a healthy 88-year-old looks like an AD-like 62-year-old).
+SIAMESE_AGES = (65.0, 85.0)
 SIAMESE_CDR_WEIGHTS = {0.0: 0.5, 1.0: 0.25, 2.0: 0.25}
 CLASSES = ("healthy", "AD-like")
 
@@ -117,11 +118,12 @@ def train_siamese(
     name: str = "demo-siamese",
     version: str = "0.1.0",
     init_trunk_from=None,
+    ages=SIAMESE_AGES,
     cache_dir=None,
     workers: int = 1,
     command: str | None = None,
 ):
-    """Train ``siamese3d`` on healthy vs AD-like phantoms aged 55-90 and save it to ``out_path``.
+    """Train ``siamese3d`` on healthy vs AD-like phantoms (``ages``, default 65-85) and save it to ``out_path``.
 
     Split 70/15/15 by subject; the epoch with the best validation pair ROC AUC is kept; the card's
     reference embeddings are the normalised class centroids of the training split. Resumable like
@@ -143,12 +145,13 @@ def train_siamese(
             "intensity_normalisation": intensity_normalisation}
     config = {"task": "siamese", "n_subjects": n_subjects, "epochs": epochs, "grid": grid.to_dict(), "seed": seed,
               "batch_size": batch_size, "lr": lr, "margin": margin, "channels": list(channels),
-              "embedding_dim": embedding_dim, "init_trunk_from": str(init_trunk_from) if init_trunk_from else None,
-              **spec}
+              "embedding_dim": embedding_dim, "ages": [float(a) for a in ages],
+              "init_trunk_from": str(init_trunk_from) if init_trunk_from else None, **spec}
     dev = models.pick_device(device)
     t_start = time.perf_counter()
 
-    plan = plan_cohort(n_subjects, seed, ages=SIAMESE_AGES, cdr_weights=SIAMESE_CDR_WEIGHTS)
+    plan = plan_cohort(n_subjects, seed, ages=tuple(ages), cdr_weights=SIAMESE_CDR_WEIGHTS,
+                       disease_min_age=min(55.0, float(ages[0])))
     train_plan, val_plan, test_plan = split_by_subject(plan, seed=seed)
     x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress)
     x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress)
@@ -236,11 +239,11 @@ def train_siamese(
                        "intensity_normalisation": intensity_normalisation},
         sex_encoding=None,
         output={"meaning": "unit embedding (cosine similarity of two scans)", "units": "cosine"},
-        training_age_range=list(SIAMESE_AGES),
+        training_age_range=[float(a) for a in ages],
         bias_correction=None,
         reference_embeddings=refs,
         training_data=(f"synthetic phantoms from the MNI152 2009 template (napari_bavis.phantoms), "
-                       f"{n_subjects} subjects aged 55-90 ({n_subjects - n_ad} healthy CDR 0, {n_ad} AD-like "
+                       f"{n_subjects} subjects aged {ages[0]:g}-{ages[1]:g} ({n_subjects - n_ad} healthy CDR 0, {n_ad} AD-like "
                        f"CDR 1-2), seed {seed}, split by subject {len(train_plan)}/{len(val_plan)}/{len(test_plan)}; "
                        f"contrastive loss (margin {margin:g}) on all pairs of each batch{trunk_note}"),
         provenance=provenance(command, f"device {dev}; best epoch {best['epoch']} of {epochs}"),
