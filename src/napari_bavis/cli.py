@@ -730,21 +730,18 @@ def cmd_models(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from . import training
+
+    train = training.train_brain_age if args.task == "brain-age" else training.train_siamese
+    command = "napari-bavis train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     try:
-        from . import training
-    except ImportError as err:
-        raise UsageError(f"training is not available in this installation ({_one_line(err)})") from None
-    fn_name = "train_brain_age" if args.task == "brain-age" else "train_siamese"
-    train = getattr(training, fn_name, None)
-    if train is None:
-        raise UsageError(f"training is not available in this installation (napari_bavis.training has no {fn_name})")
-    try:
-        result = train(Path(args.out_path), n_subjects=args.subjects, epochs=args.epochs, seed=args.seed,
-                       device=args.device, resume=True)
+        card = train(Path(args.out_path), n_subjects=args.subjects, epochs=args.epochs, grid=args.grid_mm,
+                     seed=args.seed, device=args.device, resume=not args.restart, progress=not args.quiet,
+                     command=command)
     except BavisError as err:
         _err(failure_line(args.out_path, err))
         return EXIT_FAILED
-    print(f"{fn_name}: checkpoint {args.out_path}" + (f" ({result})" if result is not None and not isinstance(result, (dict, list)) else ""))
+    print(f"{args.task}: wrote {args.out_path} ({card.name} {card.version}, {card.architecture})")
     return EXIT_OK
 
 
@@ -825,10 +822,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a demo model on synthetic phantoms (resumes an unfinished run)")
     t.add_argument("task", choices=("brain-age", "siamese"))
     t.add_argument("out_path", metavar="OUT", help="checkpoint file to write")
-    t.add_argument("--subjects", type=int, default=200)
+    t.add_argument("--subjects", type=int, default=200, help="phantom subjects, split by subject into train/validation/test")
     t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--grid-mm", type=float, default=3.0, help="voxel size of the model grid over the MNI box (default 3 mm)")
+    t.add_argument("--seed", type=int, default=2026)
     t.add_argument("--device", choices=devices, default="auto")
+    t.add_argument("--restart", action="store_true", help="ignore a saved resume state and start over")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
     return parser
 

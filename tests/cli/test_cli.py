@@ -284,10 +284,20 @@ def test_demo_runs_on_cpu(tmp_path):
     assert (out / "figure.png").stat().st_size > 1000
 
 
-def test_train_without_the_training_package_is_a_readable_error(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "napari_bavis.training", None)
-    code, _, stderr = run_cli(["train", "brain-age", tmp_path / "m.pt", "--epochs", "1"])
-    assert code == 2 and "training is not available" in stderr and "Traceback" not in stderr
+def test_train_writes_a_checkpoint_that_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_BAVIS_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "m.pt"
+    args = ["train", "brain-age", str(out), "--subjects", "8", "--epochs", "1", "--grid-mm", "12", "--quiet", "--device", "cpu"]
+    code, stdout, stderr = run_cli(args)
+    assert code == 0, stderr
+    assert "wrote" in stdout and out.is_file()
+    from napari_bavis import models
+
+    _, card = models.load_checkpoint(out, device="cpu")
+    assert card.bias_correction is not None and card.training_age_range
+    assert "not for clinical use" in card.intended_use
+    code, _, stderr = run_cli(["train", "brain-age", str(out), "--subjects", "9", "--epochs", "1", "--grid-mm", "12", "--quiet"])
+    assert code == 1 and "\n" not in stderr.strip() and "Traceback" not in stderr  # other settings: one line, refused
 
 
 def test_compare_writes_each_scans_maps_in_its_own_space(tmp_path, good_scans, tiny_siamese):
