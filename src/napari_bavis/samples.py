@@ -28,10 +28,10 @@ SYNTHETIC_POSE = {
 @lru_cache(maxsize=2)
 def mni_t1(resolution: int = 1) -> nib.Nifti1Image:
     """nilearn's MNI152 2009 T1 template (ships in its wheel)."""
-    from nilearn.datasets import load_mni152_template
+    from .preprocess.templates import template
 
-    img = load_mni152_template(resolution=resolution)
-    return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
+    data, affine = template("t1", resolution)
+    return nib.Nifti1Image(np.array(data, dtype=np.float32), affine)
 
 
 def rigid_matrix(rotation_deg=(0.0, 0.0, 0.0), translation_mm=(0.0, 0.0, 0.0), center_mm=(0.0, 0.0, 0.0)) -> np.ndarray:

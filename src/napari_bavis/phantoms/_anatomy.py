@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage as ndi
 
+from ..preprocess.templates import template
 from ..grid import MNI_1P5, Grid
 
 #: Bits of the region label volume (several bits may be set in one voxel).
@@ -43,23 +44,9 @@ T1_CSF, T1_GM, T1_WM = 0.30, 0.65, 0.84
 #: Coarse world grid on which deformations are built (3 mm over the MNI box): smooth fields only.
 COARSE = Grid.from_bbox(((-90, 90), (-126, 90), (-72, 108)), 3.0)
 
-_NILEARN_LOADERS = {
-    "t1": "load_mni152_template",
-    "gm": "load_mni152_gm_template",
-    "wm": "load_mni152_wm_template",
-    "mask": "load_mni152_brain_mask",
-}
-
-
-@lru_cache(maxsize=4)
 def source_template(kind: str) -> tuple[np.ndarray, np.ndarray]:
-    """(float32 array, affine) of nilearn's 1 mm MNI152 2009 map ``kind`` (ships in its wheel)."""
-    from nilearn import datasets
-
-    img = getattr(datasets, _NILEARN_LOADERS[kind])(resolution=1)
-    data = np.asarray(img.get_fdata(dtype=np.float32))
-    data.setflags(write=False)
-    return data, np.asarray(img.affine, float)
+    """(read-only float32 array, affine) of nilearn's 1 mm MNI152 2009 map ``kind`` (ships in its wheel)."""
+    return template(kind, 1)
 
 
 @lru_cache(maxsize=1)
