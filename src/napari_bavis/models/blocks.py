@@ -10,26 +10,24 @@ import torch
 from torch import nn
 
 
-def triple(v) -> tuple[int, int, int]:
-    return (v, v, v) if isinstance(v, int) else tuple(int(x) for x in v)
+class _ResBlock(nn.Module):
+    """Basic (two 3x3 convs) residual block in ``ndim`` dimensions; ``relu_out`` is its last activation."""
 
-
-class ResBlock3d(nn.Module):
-    """Basic (two 3x3x3 convs) residual block; ``relu_out`` is the block's last activation."""
+    ndim = 3
 
     def __init__(self, in_ch: int, out_ch: int, stride=1):
         super().__init__()
-        stride = triple(stride)
-        self.conv1 = nn.Conv3d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm3d(out_ch)
+        conv = nn.Conv3d if self.ndim == 3 else nn.Conv2d
+        norm = nn.BatchNorm3d if self.ndim == 3 else nn.BatchNorm2d
+        stride = (stride,) * self.ndim if isinstance(stride, int) else tuple(int(x) for x in stride)
+        self.conv1 = conv(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = norm(out_ch)
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv3d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm3d(out_ch)
+        self.conv2 = conv(out_ch, out_ch, 3, padding=1, bias=False)
+        self.bn2 = norm(out_ch)
         self.shortcut = None
-        if in_ch != out_ch or stride != (1, 1, 1):
-            self.shortcut = nn.Sequential(
-                nn.Conv3d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm3d(out_ch)
-            )
+        if in_ch != out_ch or any(s != 1 for s in stride):
+            self.shortcut = nn.Sequential(conv(in_ch, out_ch, 1, stride=stride, bias=False), norm(out_ch))
         self.relu_out = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,28 +37,16 @@ class ResBlock3d(nn.Module):
         return self.relu_out(y + identity)
 
 
-class ResBlock2d(nn.Module):
-    """ResNet-34 basic block in 2D; ``relu_out`` is the block's last activation."""
+class ResBlock3d(_ResBlock):
+    """3D basic residual block (the thesis slab network)."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_ch)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(out_ch)
-        self.shortcut = None
-        if in_ch != out_ch or stride != 1:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
-            )
-        self.relu_out = nn.ReLU()
+    ndim = 3
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.shortcut is None else self.shortcut(x)
-        y = self.relu1(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return self.relu_out(y + identity)
+
+class ResBlock2d(_ResBlock):
+    """ResNet-34 basic block in 2D (the thesis Siamese encoder)."""
+
+    ndim = 2
 
 
 class ConvBlock3d(nn.Module):
