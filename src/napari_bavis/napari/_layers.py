@@ -105,14 +105,21 @@ def result_metadata(geometry: dict, tag: str, role: str, **extra) -> dict:
     return {**geometry["metadata"], "bavis_result": tag, "bavis_role": role, **extra}
 
 
-def map_layer_kwargs(geometry: dict, name: str, cutoff: float, tag: str, method: str) -> dict:
+def _placed_like_scan(geometry: dict, name: str, metadata: dict) -> dict:
+    """Layer kwargs that put a result exactly on its scan: same transform, the scan's source metadata."""
     return {
         "name": name,
         "scale": geometry["scale"],
         "translate": geometry["translate"],
         "axis_labels": geometry["axis_labels"],
         "units": geometry["units"],
-        "metadata": result_metadata(geometry, tag, "map", bavis_method=method),
+        "metadata": metadata,
+    }
+
+
+def map_layer_kwargs(geometry: dict, name: str, cutoff: float, tag: str, method: str) -> dict:
+    return {
+        **_placed_like_scan(geometry, name, result_metadata(geometry, tag, "map", bavis_method=method)),
         "colormap": threshold_colormap(cutoff),
         "contrast_limits": (0.0, 1.0),
         "blending": "translucent",
@@ -123,12 +130,7 @@ def map_layer_kwargs(geometry: dict, name: str, cutoff: float, tag: str, method:
 
 def regions_layer_kwargs(geometry: dict, name: str, tag: str) -> dict:
     return {
-        "name": name,
-        "scale": geometry["scale"],
-        "translate": geometry["translate"],
-        "axis_labels": geometry["axis_labels"],
-        "units": geometry["units"],
-        "metadata": result_metadata(geometry, tag, "regions"),
+        **_placed_like_scan(geometry, name, result_metadata(geometry, tag, "regions")),
         "opacity": 0.5,
         "visible": False,  # the maps carry the colour; shown on demand (and when a row is clicked)
     }
