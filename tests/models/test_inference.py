@@ -148,6 +148,17 @@ def test_slab_models_report_slab_ages_and_their_spread():
     assert p.gap == pytest.approx(3.0) and p.gap_corrected is None
 
 
+def test_a_predicted_age_outside_the_training_range_warns_without_a_given_age():
+    young = _card(training_age_range=[20.0, 30.0])
+    p = models.predict_age(MeanAge(), young, np.zeros((6, 7, 8)), sex="F")  # brain age 50, no age given
+    assert p.chronological_age is None
+    assert "brain age 50.0 is outside the model's training range 20-30" in p.out_of_range_warning
+    both = models.predict_age(MeanAge(), young, np.zeros((6, 7, 8)), sex="F", chronological_age=40)
+    assert "brain age 50.0" in both.out_of_range_warning and "chronological age 40" in both.out_of_range_warning
+    inside = models.predict_age(MeanAge(), young, np.zeros((6, 7, 8)) - 2.5, sex="F", chronological_age=25)
+    assert inside.brain_age == pytest.approx(25.0) and inside.out_of_range_warning is None
+
+
 def test_out_of_range_age_warns_and_bad_inputs_are_refused():
     p = models.predict_age(MeanAge(), _card(), np.zeros((6, 7, 8)), sex="F", chronological_age=30)
     assert "outside the training range 45-85" in p.out_of_range_warning

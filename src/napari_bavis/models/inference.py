@@ -167,14 +167,24 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
             out.brain_age_corrected = float(correct_brain_age(brain_age, y, card.bias_correction))
             out.gap_corrected = out.brain_age_corrected - y
             out.correction_method = card.bias_correction["method"]
-        if card.training_age_range:
-            lo, hi = card.training_age_range
-            if not lo <= y <= hi:
-                out.out_of_range_warning = (
-                    f"chronological age {y:g} is outside the training range {lo:g}-{hi:g} years: "
-                    "the brain age and its gap are extrapolated"
-                )
+    out.out_of_range_warning = _out_of_range_warning(card, brain_age, out.chronological_age)
     return out
+
+
+def _out_of_range_warning(card: ModelCard, brain_age: float, chronological_age: float | None) -> str | None:
+    """Either age outside the card's training range: the model never saw such brains, so its output
+    there is an extrapolation (a predicted age outside the range says so even without a given age)."""
+    if not card.training_age_range:
+        return None
+    lo, hi = card.training_age_range
+    problems = []
+    if not lo <= brain_age <= hi:
+        problems.append(f"brain age {brain_age:.1f} is outside the model's training range {lo:g}-{hi:g} years: "
+                        "it is extrapolated")
+    if chronological_age is not None and not lo <= chronological_age <= hi:
+        problems.append(f"chronological age {chronological_age:g} is outside the training range {lo:g}-{hi:g} years: "
+                        "the brain age and its gap are extrapolated")
+    return "; ".join(problems) or None
 
 
 # --- Siamese ------------------------------------------------------------------------------------
