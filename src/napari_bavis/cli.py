@@ -22,12 +22,14 @@ from typing import Sequence
 
 from . import __version__
 from .errors import BavisError
+from .io import NIFTI_SUFFIXES
+from .summary import model_label, report_line, unique_notes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: report.json keys the issue promises; a report without them is treated as unfinished.
 REPORT_KEYS = ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected", "regions",
                "model", "model_card_summary", "preprocessing", "versions")
-RESULT_COLUMNS = ("name", "scan", "status", "brain_age", "chronological_age", "sex", "brain_age_gap",
+RESULT_COLUMNS = ("name", "scan", "status", "brain_age", "brain_age_uncertainty", "chronological_age", "sex", "brain_age_gap",
                   "brain_age_corrected", "brain_age_gap_corrected", "out_of_range", "model", "top_region_ras_mm",
                   "top_region_volume_mm3", "warnings", "error", "seconds")
 _KEY_COLUMNS = ("file", "filename", "file_name", "path", "scan", "scan_name", "name", "subject", "id")
@@ -75,7 +77,8 @@ def _tqdm(**kwargs):
 # --- finding scans -----------------------------------------------------------------------------
 
 def find_scans(paths: Sequence, exclude=None) -> list[Path]:
-    """Files as given plus .nii/.nii.gz under folders (recursively), sorted, without duplicates.
+    """Files as given plus every file the reader opens (io.NIFTI_SUFFIXES: .nii, .nii.gz, .mgz) under
+    folders (recursively), sorted, without duplicates.
 
     Files under ``exclude`` (the output folder) are never taken as inputs, so a second run over a
     folder that holds its own results does not analyse its maps.
@@ -88,7 +91,7 @@ def find_scans(paths: Sequence, exclude=None) -> list[Path]:
         p = Path(raw)
         if p.is_dir():
             for f in p.rglob("*"):
-                if f.is_file() and f.name.lower().endswith((".nii", ".nii.gz")) and not f.name.startswith("."):
+                if f.is_file() and is_scan_path(f.name) and not f.name.startswith("."):
                     resolved = f.resolve()
                     if exclude is not None and resolved.is_relative_to(exclude):
                         continue
@@ -325,14 +328,14 @@ def result_row(name: str, path, status: str, report: dict | None, sex=None, erro
                seconds="" if seconds is None else f"{seconds:.1f}", sex=sex or "")
     if report:
         pred = report.get("prediction") or {}
-        for key in ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected"):
+        for key in ("brain_age", "brain_age_uncertainty", "chronological_age", "brain_age_gap", "brain_age_gap_corrected"):
             value = report.get(key)
             row[key] = "" if value is None else f"{value:.2f}"
         if pred.get("brain_age_corrected") is not None:
             row["brain_age_corrected"] = f"{pred['brain_age_corrected']:.2f}"
         row["out_of_range"] = "yes" if pred.get("out_of_range_warning") else ""
-        row["model"] = (report.get("model") or {}).get("name") or ""
-        row["warnings"] = " | ".join(report.get("warnings") or [])
+        row["model"] = model_label(report.get("model") or {})
+        row["warnings"] = " | ".join(unique_notes(report.get("warnings")))
         regions = report.get("regions") or {}
         shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in regions), None)
         table = (regions.get(shown) or {}).get("regions") if shown else None
@@ -432,7 +435,7 @@ def cmd_analyze(args) -> int:
 
     scans = find_scans(args.paths, exclude=out)
     if not scans:
-        raise UsageError("no .nii or .nii.gz files found in " + ", ".join(map(str, args.paths)))
+        raise UsageError(f"no {'/'.join(NIFTI_SUFFIXES)} files found in " + ", ".join(map(str, args.paths)))
     if args.age is not None and len(scans) > 1:
         raise UsageError(f"--age applies to one scan but {len(scans)} were found; use --covariates for a cohort")
     names = output_names(scans)
@@ -482,8 +485,10 @@ def cmd_analyze(args) -> int:
         scan, name = scans[outcome.index], names[outcome.index]
         if outcome.status == "done":
             done += 1
-            rows.append(result_row(name, scan, "done", finished_report(out / name), sexes[outcome.index],
-                                   seconds=outcome.seconds))
+            report = finished_report(out / name)
+            rows.append(result_row(name, scan, "done", report, sexes[outcome.index], seconds=outcome.seconds))
+            if report is not None:
+                print(f"{scan}: {report_line(report)}", flush=True)
         else:
             failed += 1
             rows.append(result_row(name, scan, "failed", None, sexes[outcome.index], outcome.error, outcome.seconds))
@@ -675,10 +680,7 @@ def cmd_demo(args) -> int:
         _err(failure_line(f"demo ({label if 'label' in locals() else 'sample'})", err))
         return EXIT_FAILED
     bar.close()
-    line = f"brain age {report['brain_age']:.1f} years"
-    if report.get("chronological_age") is not None:
-        line += f" (chronological {report['chronological_age']:.0f}, gap {report['brain_age_gap']:+.1f})"
-    print(f"demo on the {label}: {line}")
+    print(f"demo on the {label}: {report_line(report)}")
     print(f"maps, figure.png and report.json in {out.resolve()} (the scan itself: scan.nii.gz)")
     _err(f"napari-bavis: demo done in {time.perf_counter() - t0:.1f} s (research use only, not a medical device)")
     return EXIT_OK
@@ -768,7 +770,7 @@ def _age_arg(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .pipeline import DEFAULT_METHODS
+    from .pipeline import DEFAULT_METHODS, DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(
         prog="napari-bavis",
@@ -780,9 +782,10 @@ def build_parser() -> argparse.ArgumentParser:
     devices = ("auto", "cpu", "cuda", "mps")
 
     a = sub.add_parser("analyze", help="brain age and explanation maps of scans or folders of scans")
-    a.add_argument("paths", nargs="+", metavar="PATH", help=".nii/.nii.gz files or folders (searched recursively)")
+    a.add_argument("paths", nargs="+", metavar="PATH", help=f"{'/'.join(NIFTI_SUFFIXES)} files or folders (searched recursively)")
     a.add_argument("--out", required=True, metavar="DIR", help="output folder: DIR/<scan name>/ and DIR/results.csv")
-    a.add_argument("--model", default="demo", metavar="demo|FILE", help="bundled model name or checkpoint file (default demo)")
+    a.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME|FILE",
+                   help=f"bundled model name or checkpoint file (default {DEFAULT_MODEL}, trained on real adult brains)")
     a.add_argument("--age", type=_age_arg, metavar="YEARS", help="chronological age (a single scan)")
     a.add_argument("--sex", type=_sex_arg, metavar="F|M", help="sex (scans without a covariates row)")
     a.add_argument("--covariates", metavar="CSV", help="table with a file (or scan) column and age and sex columns")

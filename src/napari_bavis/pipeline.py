@@ -25,18 +25,22 @@ from . import __version__
 from .errors import BavisError, Cancelled, CheckpointError
 from .io import Scan, load_scan, scan_from_image
 from .regions import activated_regions, threshold_value
+from .summary import analysis_title, unique_notes
 
 #: Methods shown by default: the thesis's final map and its two factors.
 DEFAULT_METHODS = ("gradcam++", "smoe", "smoe*gradcam++")
 ALL_METHODS = ("gradcam", "gradcam++", "smooth-gradcam++", "smoe", "smoe*gradcam++", "smoe*gradcam")
-#: Bundled demo models, shipped as package data.
-BUNDLED = {"demo": "demo.pt", "demo-siamese": "demo-siamese.pt"}
+#: Bundled models, shipped as package data: the phantom demos and the real-brain model.
+BUNDLED = {"demo": "demo.pt", "demo-siamese": "demo-siamese.pt", "ds002748": "ds002748.pt"}
+#: The brain-age model a user gets without choosing one (analyze, the CLI, the widget, settings):
+#: trained on real adult brains (OpenNeuro ds002748), unlike ``demo``, which only knows phantoms.
+DEFAULT_MODEL = "ds002748"
 
 Progress = Callable[[str, int, int], None]
 
 
 def bundled_models() -> dict[str, Path]:
-    """Names of the demo models shipped with the package and their files (only those present)."""
+    """Names of the models shipped with the package and their files (only those present)."""
     data = Path(__file__).parent / "data"
     return {name: data / file for name, file in BUNDLED.items() if (data / file).is_file()}
 
@@ -51,7 +55,8 @@ def load_model(model, device: str = "auto"):
     if isinstance(model, str) and model in BUNDLED:
         path = bundled_models().get(model)
         if path is None:
-            raise CheckpointError(f"the bundled model {model!r} is not installed with this copy of napari-bavis")
+            raise CheckpointError(f"the bundled model {model!r} is not installed with this copy of napari-bavis "
+                                  f"({BUNDLED[model]} is missing): choose another model or a checkpoint file")
         return load_checkpoint(path, device=device)
     return load_checkpoint(Path(model), device=device)
 
@@ -172,6 +177,12 @@ def _check_methods(methods: Sequence[str]) -> tuple[str, ...]:
     return methods
 
 
+def _qc_warnings(pre) -> list[str]:
+    """Preprocessing's QC warnings (head size, weak registration, brain mask volume, brain-extraction
+    fallback, …): recorded in ``pre.qc`` and shown with the result, never left only in the record."""
+    return [str(w) for w in (getattr(pre, "qc", None) or {}).get("warnings") or () if w]
+
+
 def _qc_images(pre) -> dict:
     """QC images with their own affines: the brain mask on the scan's display grid; the registered
     scan and the template on the model grid (shown together they check the registration)."""
@@ -197,7 +208,7 @@ def _maps_on_scan(pre, maps_model: dict, restrict_to_brain: bool) -> dict[str, n
 
 def analyze(
     scan,
-    model="demo",
+    model=DEFAULT_MODEL,
     chronological_age: float | None = None,
     sex: str | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
@@ -227,13 +238,12 @@ def analyze(
     if card.task != "brain_age":
         raise BavisError(f"{card.name} is a {card.task} model: use compare() with two scans")
     dev = next(module.parameters(), torch.empty(0)).device
-    notes = list(scan.warnings)
 
     pre = _preprocess_scan(scan, card, steps, "preprocess: ")
     steps.start("predict brain age")
     prediction = predict_age(module, card, pre.model_input, sex=sex, chronological_age=chronological_age)
-    if prediction.out_of_range_warning:
-        notes.append(prediction.out_of_range_warning)
+    # everything a user must see before trusting the number: the file, the preprocessing QC, the ages
+    notes = unique_notes(scan.warnings, _qc_warnings(pre), [prediction.out_of_range_warning])
 
     maps_model: dict[str, np.ndarray] = {}
     if methods and not _hookable(module):
@@ -315,8 +325,10 @@ def compare(
         "device": str(dev),
         "versions": versions(),
     }
+    notes = unique_notes(scan_a.warnings, scan_b.warnings, [f"scan A: {w}" for w in _qc_warnings(pre_a)],
+                         [f"scan B: {w}" for w in _qc_warnings(pre_b)])
     return Comparison(scan_a, scan_b, card, similarity, maps_a, maps_b, dict(steps.timings), record, str(dev),
-                      notes=list(scan_a.warnings) + list(scan_b.warnings))
+                      notes=notes)
 
 
 # --- export -------------------------------------------------------------------------------------
@@ -442,10 +454,7 @@ def export_analysis(
     try:
         files, regions = _write_maps(tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3,
                                      (analysis.scan.path,))
-        pred = analysis.prediction
-        title = f"{analysis.scan.name} — brain age {pred.brain_age:.1f} y" if pred is not None else analysis.scan.name
-        if pred is not None and pred.chronological_age is not None:
-            title += f" (chronological {pred.chronological_age:.1f} y, gap {pred.gap:+.1f} y)"
+        title = analysis_title(analysis.scan.name, analysis.prediction)
         _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method)
         report = analysis_report(analysis, threshold, mode, regions, files)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
@@ -466,7 +475,7 @@ def analysis_report(analysis: Analysis, threshold, mode, regions, files) -> dict
         "brain_age_gap": pred.get("gap"),
         "brain_age_gap_corrected": pred.get("gap_corrected"),
         "correction_method": pred.get("correction_method"),
-        "warnings": analysis.notes,
+        "warnings": unique_notes(analysis.notes),
         "prediction": pred,
         "threshold": {"value": threshold, "mode": mode},
         "maps": files,

@@ -6,9 +6,11 @@ import json
 import os
 from pathlib import Path
 
+from .pipeline import DEFAULT_MODEL
+
 DEFAULTS = {
     "convention": "neurological",  # or "radiological": patient's right on the screen's left
-    "model": "demo",
+    "model": DEFAULT_MODEL,  # the real-brain model; the phantom demo asks for "demo" itself
     "device": "auto",
     "methods": ["gradcam++", "smoe", "smoe*gradcam++"],
     "threshold": 0.3,

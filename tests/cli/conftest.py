@@ -22,24 +22,40 @@ def _grid():
     return Grid.from_bbox(MNI_BOX, 6.0)
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """ba3d with a few channels, sex input, trained ages 40-90 (untrained weights; the age is ~60)."""
+def tiny_checkpoint(path: Path, name: str = "tiny", training_age_range=(40.0, 90.0), slabs: bool = False) -> Path:
+    """A tiny brain-age checkpoint with a sex input (untrained weights; the brain age is ~60).
+
+    ``slabs``: a small ba_slab (5 slabs of 6 slices) whose spread of slab ages is the uncertainty."""
     import torch
 
     from napari_bavis import models
 
     torch.manual_seed(0)
     grid = _grid()
-    kwargs = {"channels": [2, 4, 4], "final_channels": 4, "head": [4], "output_bias": 60.0,
-              "volume_shape": list(grid.shape)}
-    module = models.build("ba3d", **kwargs)
-    card = models.default_card("ba3d", name="tiny", grid=grid.to_dict(), input_kind="t1",
+    if slabs:
+        architecture = "ba_slab"
+        kwargs = {"width": 2, "blocks": [1, 1, 1, 1], "n_slabs": 5, "slab_depth": 6, "head": [4],
+                  "volume_shape": list(grid.shape)}
+    else:
+        architecture = "ba3d"
+        kwargs = {"channels": [2, 4, 4], "final_channels": 4, "head": [4], "output_bias": 60.0,
+                  "volume_shape": list(grid.shape)}
+    module = models.build(architecture, **kwargs)
+    if slabs:  # an untrained head says ~0 years for every slab: centre it on 60 and let the slabs differ
+        with torch.no_grad():
+            module.head.out.bias.add_(60.0)
+            module.head.out.weight.mul_(1000.0)
+    card = models.default_card(architecture, name=name, grid=grid.to_dict(), input_kind="t1",
                                architecture_kwargs=kwargs, preprocessing=dict(TINY_PREPROCESSING),
-                               training_age_range=[40.0, 90.0])
-    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+                               training_age_range=list(training_age_range))
     models.save_checkpoint(path, module, card)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """ba3d with a few channels, sex input, trained ages 40-90 (untrained weights; the age is ~60)."""
+    return tiny_checkpoint(tmp_path_factory.mktemp("models") / "tiny.pt")
 
 
 @pytest.fixture(scope="session")

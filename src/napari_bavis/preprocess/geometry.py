@@ -78,10 +78,20 @@ def resample(
 
     ``out_to_in_ras`` maps world points of the output grid to world points of the input
     image (identity when both live in the same world). SimpleITK does the interpolation.
+    A 4-D ``array`` (C, I, J, K) is a stack of volumes on one grid, resampled as one vector
+    image: the output points are mapped once for all of them (C maps cost little more than one).
     """
     if order not in INTERPOLATORS:
         raise ValueError(f"interpolation order must be one of {sorted(INTERPOLATORS)}, got {order}")
-    src = to_sitk(array, affine)
+    stacked = np.asarray(array).ndim == 4
+    if stacked:
+        src = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(3, 2, 1, 0)), isVector=True)
+        spacing, origin, direction = _geometry(affine)
+        src.SetSpacing(spacing)
+        src.SetOrigin(origin)
+        src.SetDirection(direction)
+    else:
+        src = to_sitk(array, affine)
     spacing, origin, direction = _geometry(out_affine)
     f = sitk.ResampleImageFilter()
     f.SetSize(tuple(int(s) for s in out_shape))
@@ -90,8 +100,8 @@ def resample(
     f.SetOutputDirection(direction)
     f.SetInterpolator(INTERPOLATORS[order])
     f.SetDefaultPixelValue(float(default))
-    f.SetOutputPixelType(sitk.sitkFloat32)
+    f.SetOutputPixelType(sitk.sitkVectorFloat32 if stacked else sitk.sitkFloat32)
     if out_to_in_ras is not None:
         f.SetTransform(ras_to_sitk_transform(out_to_in_ras))
-    out = sitk.GetArrayFromImage(f.Execute(src)).transpose(2, 1, 0)
-    return np.ascontiguousarray(out)
+    out = sitk.GetArrayFromImage(f.Execute(src))
+    return np.ascontiguousarray(out.transpose(3, 2, 1, 0) if stacked else out.transpose(2, 1, 0))

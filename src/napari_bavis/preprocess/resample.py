@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import nibabel as nib
 import numpy as np
 
 from ..grid import Grid
@@ -22,13 +21,22 @@ def grid_to_scan(values: np.ndarray, grid: Grid, shape, affine: np.ndarray, temp
 
 
 def smooth(values: np.ndarray, grid: Grid, fwhm_mm: float) -> np.ndarray:
-    """Gaussian smoothing with a FWHM in mm (nilearn handles the grid's voxel sizes)."""
+    """Gaussian smoothing with a FWHM in mm, per axis in voxels of the grid.
+
+    The same separable filter as ``nilearn.image.smooth_img`` (scipy's ``gaussian_filter1d``
+    along each axis, sigma = FWHM / sqrt(8 ln 2) / voxel size), without importing nilearn's
+    image module (about 1.5 s per process).
+    """
     if not fwhm_mm:
         return values
-    from nilearn.image import smooth_img
+    from scipy.ndimage import gaussian_filter1d
 
-    out = smooth_img(nib.Nifti1Image(np.asarray(values, np.float32), grid.affine), fwhm=float(fwhm_mm))
-    return np.asarray(out.dataobj, dtype=np.float32)
+    out = np.array(values, dtype=np.float32)
+    voxel = np.sqrt((np.asarray(grid.affine)[:3, :3] ** 2).sum(axis=0))
+    for axis, sigma in enumerate(float(fwhm_mm) * FWHM_TO_SIGMA / voxel):
+        if sigma > 0:
+            gaussian_filter1d(out, sigma, output=out, axis=axis)
+    return out
 
 
 def normalise(values: np.ndarray, method: str, mask: np.ndarray) -> tuple[np.ndarray, dict]:

@@ -1,0 +1,70 @@
+"""One wording of a result for every place that shows it: the widget's result text, the figure
+title, the CLI's per-scan line, results.csv and report.json.
+
+Kept in one module so the brain age reads the same everywhere ("brain age 43.2 ± 1.1 y"), the
+model used is always named with its version, and a warning raised by two steps is shown once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+
+def unique_notes(*groups: Iterable[str | None]) -> list[str]:
+    """The warnings of several sources in order, each once (empty entries dropped)."""
+    out: list[str] = []
+    for group in groups:
+        for note in group or ():
+            text = " ".join(str(note).split()) if note else ""
+            if text and text not in out:
+                out.append(text)
+    return out
+
+
+def _finite(value) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def brain_age_text(brain_age: float, uncertainty: float | None = None, unit: str = "y") -> str:
+    """``43.2 ± 1.1 y``; without a (finite) uncertainty just ``43.2 y``."""
+    text = f"{brain_age:.1f}"
+    if _finite(uncertainty):
+        text += f" ± {uncertainty:.1f}"
+    return f"{text} {unit}" if unit else text
+
+
+def model_label(card) -> str:
+    """``name version`` of a model card, a card dict or report.json's ``model`` entry."""
+    get = card.get if isinstance(card, dict) else lambda key: getattr(card, key, None)
+    return " ".join(str(v) for v in (get("name"), get("version")) if v) or "unknown model"
+
+
+def analysis_title(scan_name: str, prediction) -> str:
+    """The figure's title: the scan, its brain age ± uncertainty and, when given, age and gap."""
+    if prediction is None:
+        return scan_name
+    title = f"{scan_name} — brain age {brain_age_text(prediction.brain_age, prediction.uncertainty)}"
+    if prediction.chronological_age is not None:
+        title += f" (chronological {prediction.chronological_age:.1f} y, gap {prediction.gap:+.1f} y)"
+    return title
+
+
+def report_line(report: dict) -> str:
+    """The CLI's line for one finished scan, from its report.json: ages, model used, warnings."""
+    parts = []
+    if report.get("brain_age") is not None:
+        parts.append("brain age " + brain_age_text(report["brain_age"], report.get("brain_age_uncertainty")))
+    if report.get("chronological_age") is not None:
+        gap = f"chronological {report['chronological_age']:.1f} y, gap {report['brain_age_gap']:+.1f} y"
+        if report.get("brain_age_gap_corrected") is not None:
+            gap += f" (bias-corrected {report['brain_age_gap_corrected']:+.1f} y)"
+        parts.append(gap)
+    parts.append("model " + model_label(report.get("model") or {}))
+    warnings = report.get("warnings") or []
+    if warnings:
+        parts.append(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + " | ".join(warnings))
+    return "; ".join(parts)
