@@ -1,7 +1,7 @@
 """Step 2: N4 bias-field correction, fitted on a downsampled copy and applied at full resolution.
 
 N4's cost grows with the number of voxels it fits; the field is smooth (a cubic B-spline
-with control points tens of mm apart), so fitting it on a ~6 mm copy loses nothing that
+with control points tens of mm apart), so fitting it on a ~8 mm copy loses nothing that
 matters and the field is then interpolated back onto every voxel of the scan.
 """
 
@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from .geometry import from_sitk, to_sitk
 
-N4_FIT_SPACING_MM = 6.0
+N4_FIT_SPACING_MM = 8.0
 N4_ITERATIONS = (20, 20, 20)
 N4_CONVERGENCE = 1e-4
 
