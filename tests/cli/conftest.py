@@ -44,7 +44,7 @@ def tiny_checkpoint(path: Path, name: str = "tiny", training_age_range=(40.0, 90
     if slabs:  # an untrained head says ~0 years for every slab: centre it on 60 and let the slabs differ
         with torch.no_grad():
             module.head.out.bias.add_(60.0)
-            module.head.out.weight.mul_(1000.0)
+            module.head.out.weight.mul_(300.0)
     card = models.default_card(architecture, name=name, grid=grid.to_dict(), input_kind="t1",
                                architecture_kwargs=kwargs, preprocessing=dict(TINY_PREPROCESSING),
                                training_age_range=list(training_age_range))

@@ -93,6 +93,7 @@ def test_uncertainty_and_model_in_report_csv_and_the_per_scan_line(run):
     for name, report in run["reports"].items():
         row = run["rows"][name]
         slabs = report["prediction"]["slab_ages"]
+        assert report["brain_age_uncertainty"] > 0
         assert report["brain_age_uncertainty"] == pytest.approx(float(np.std(slabs, ddof=1)))
         assert float(row["brain_age_uncertainty"]) == pytest.approx(report["brain_age_uncertainty"], abs=0.006)
         version = report["model"]["version"]
