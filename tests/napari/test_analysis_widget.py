@@ -422,3 +422,38 @@ def test_export_writes_maps_figure_and_report(make_napari_viewer, qtbot, tiny_fi
     from napari_bavis import settings
 
     assert settings.load()["export_dir"] == str(tmp_path / "exports")
+
+
+# --- what the result says: model used, brain age ± uncertainty, every warning once ---------------
+
+def test_result_text_shows_uncertainty_the_model_used_and_each_warning_once(blob_scan):
+    from napari_bavis.io import load_scan
+    from napari_bavis.models.inference import AgePrediction
+
+    card = models.default_card("ba3d", name="real", version="1.2.0")
+    qc = "The head is 1.92 times the template's volume: check the registration."
+    out_of_range = "brain age 61.3 is outside the model's training range 19-55 years: it is extrapolated"
+    analysis = pipeline.Analysis(
+        scan=load_scan(blob_scan), card=card, maps={}, maps_model={}, qc={}, timings={}, record={}, device="cpu",
+        prediction=AgePrediction(brain_age=61.26, uncertainty=1.14, out_of_range_warning=out_of_range),
+        notes=[qc, out_of_range, qc],
+    )
+    text = _analysis_widget.result_text(analysis)
+    assert "Brain age: 61.3 ± 1.1 years" in text
+    assert text.count(qc) == 1 and text.count(out_of_range) == 1
+    assert "Model: real 1.2.0 (ba3d) on cpu" in text
+    analysis.prediction.uncertainty = None
+    text = _analysis_widget.result_text(analysis)
+    assert "Brain age: 61.3 years" in text and "±" not in text
+
+
+def test_the_widget_starts_on_the_default_real_brain_model(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = dock(viewer, qtbot)
+    qtbot.waitUntil(lambda: not widget.model.inspecting, timeout=30000)
+    installed = pipeline.bundled_models()
+    if pipeline.DEFAULT_MODEL in installed:
+        assert widget.model.model() == pipeline.DEFAULT_MODEL
+    else:  # until ds002748.pt is bundled: the first installed brain-age model, never a Siamese one
+        assert widget.model.model() == ("demo" if "demo" in installed else None)
+    assert pipeline.DEFAULT_MODEL in widget.model.combo.toolTip()

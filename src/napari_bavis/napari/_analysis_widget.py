@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 from .. import pipeline, settings
 from ..errors import BavisError, Cancelled
 from ..regions import activated_regions, threshold_value
+from ..summary import brain_age_text, model_label, unique_notes
 from . import _layers
 from ._display import camera_of
 
@@ -740,7 +741,8 @@ class AnalysisWidget(_RunWidget):
         self._scan_name = ""
 
         self.image = LayerCombo(viewer, "The scan to analyse: any 3D image layer (opened with this plugin for exact millimetres)")
-        self.model = ModelPicker("brain_age", prefs["model"], "Bundled demo models, or your own checkpoint with its model card")
+        self.model = ModelPicker("brain_age", prefs["model"], f"Bundled models ({pipeline.DEFAULT_MODEL}: real adult brains, "
+                                 "the default; demo: phantoms only), or your own checkpoint with its model card")
         if prefs["device"] in ("auto", "cpu", "cuda"):
             self.model.device.setCurrentText(prefs["device"])
         if prefs["model"] not in pipeline.BUNDLED and Path(str(prefs["model"])).is_file():
@@ -956,10 +958,7 @@ def result_text(analysis) -> str:
     pred, card = analysis.prediction, analysis.card
     lines = []
     if pred is not None:
-        age = f"Brain age: {pred.brain_age:.1f}"
-        if pred.uncertainty is not None:
-            age += f" ± {pred.uncertainty:.1f}"
-        lines.append(age + " years")
+        lines.append(f"Brain age: {brain_age_text(pred.brain_age, pred.uncertainty, 'years')}")
         if pred.chronological_age is not None:
             lines.append(f"Chronological age: {pred.chronological_age:.1f} years")
             lines.append(f"Brain-age gap: {pred.gap:+.1f} years (raw)")
@@ -969,9 +968,9 @@ def result_text(analysis) -> str:
                 lines.append("Bias-corrected gap: not available (the model card has no bias correction)")
         else:
             lines.append("Chronological age: not given (no brain-age gap)")
-    for note in analysis.notes:
+    for note in unique_notes(analysis.notes):  # the file's, the preprocessing QC's and the ages' warnings
         lines.append(f"⚠ {note}")
-    lines.append(f"Model: {card.name} {card.version} ({card.architecture}) on {analysis.device}")
+    lines.append(f"Model: {model_label(card)} ({card.architecture}) on {analysis.device}")
     if analysis.maps:
         lines.append("Maps: " + ", ".join(_layers.method_title(m) for m in analysis.maps))
     lines.append(RESEARCH_ONLY)
