@@ -17,9 +17,10 @@ BRAIN_EXTRACTIONS = ("auto", "deepbet", "template")
 class PreprocessSpec:
     """Every step of ``preprocess`` and its parameters; each step can be switched off.
 
-    ``brain_extraction``: True means "auto" (deepbet when importable, else the registered
-    template mask); False switches it off. ``registration="none"`` declares the scan to be
-    in MNI space already.
+    ``brain_extraction``: True means "auto" (a scan detected as skull-stripped keeps its own
+    foreground, a head with skull goes through deepbet, the registered template mask is only a
+    fallback that warns); "deepbet" and "template" force one; False switches it off.
+    ``registration="none"`` declares the scan to be in MNI space already.
     """
 
     input_kind: str = "t1"
