@@ -22,8 +22,8 @@ def test_progress_reports_each_step_start_then_done(native_result):
     assert steps == [
         "reorient",
         "bias_correction",
+        "brain_extraction",  # the sample is skull-stripped: its own foreground, before registration
         "registration",
-        "brain_extraction",
         "resampling",
         "segmentation",
         "smoothing_normalisation",
