@@ -197,12 +197,16 @@ def _qc_images(pre) -> dict:
 def _maps_on_scan(pre, maps_model: dict, restrict_to_brain: bool) -> dict[str, np.ndarray]:
     mask = getattr(pre, "brain_mask", None) if restrict_to_brain else None
     inside = np.asarray(mask.dataobj) > 0 if mask is not None else None
+    if not maps_model:
+        return {}
+    names = list(maps_model)
+    stack = pre.to_native(np.stack([maps_model[name] for name in names]))  # one resampling for all maps
     out = {}
-    for method, values in maps_model.items():
-        native = np.clip(pre.to_native(values), 0.0, 1.0).astype(np.float32)
+    for name, native in zip(names, stack):
+        native = np.clip(native, 0.0, 1.0)
         if inside is not None:
             native[~inside] = 0.0
-        out[method] = native
+        out[name] = native
     return out
 
 

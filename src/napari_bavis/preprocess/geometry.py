@@ -104,4 +104,6 @@ def resample(
     if out_to_in_ras is not None:
         f.SetTransform(ras_to_sitk_transform(out_to_in_ras))
     out = sitk.GetArrayFromImage(f.Execute(src))
+    if stacked and out.ndim == 3:  # a one-volume stack comes back without its component axis
+        out = out[..., None]
     return np.ascontiguousarray(out.transpose(3, 2, 1, 0) if stacked else out.transpose(2, 1, 0))
