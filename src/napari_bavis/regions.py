@@ -58,21 +58,28 @@ def activated_regions(
     values = np.asarray(values, dtype=np.float32)
     affine = np.asarray(affine, dtype=float)
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
-    labels, n = ndimage.label(values > cutoff, structure=np.ones((3, 3, 3), bool))
+    import cc3d  # 26-connected labelling about 5 times faster than scipy's on a whole scan
+
+    labels, n = cc3d.connected_components(values > cutoff, connectivity=26, return_N=True)
+    labels = labels.astype(np.int32, copy=False)
     if n == 0:
-        return labels.astype(np.int32), []
-    # Measure on the labelled voxels only (usually a small share of the volume): bincount, not argsort.
+        return labels, []
+    # Sizes, sums and value-weighted centroids from the labelled voxels only (bincount, no sort);
+    # each peak inside its component's bounding box (cc3d gives the boxes).
     flat = np.flatnonzero(labels)
     lab = labels.ravel()[flat] - 1
     val = values.ravel()[flat]
-    coords = np.array(np.unravel_index(flat, values.shape), dtype=float)
+    coords = np.unravel_index(flat, values.shape)
     sizes = np.bincount(lab, minlength=n).astype(float)
     sums = np.bincount(lab, weights=val, minlength=n)
-    centroids = [tuple(c) for c in (np.stack([np.bincount(lab, weights=val * c, minlength=n) for c in coords]) / np.where(sums > 0, sums, 1)).T]
-    order = np.lexsort((val, lab))  # by label, then value: the last of each label is its peak
-    last = np.r_[np.flatnonzero(np.diff(lab[order])), len(order) - 1]
-    peaks = [tuple(coords[:, order[j]]) for j in last]
-    peak_values = val[order[last]]
+    safe = np.where(sums > 0, sums, 1.0)
+    centroids = list(zip(*(np.bincount(lab, weights=val * c, minlength=n) / safe for c in coords)))
+    peaks, peak_values = [], np.zeros(n)
+    for i, box in enumerate(cc3d.statistics(labels)["bounding_boxes"][1:n + 1]):
+        inside = np.where(labels[box] == i + 1, values[box], -np.inf)
+        j = np.unravel_index(int(np.argmax(inside)), inside.shape)
+        peaks.append(tuple(float(sl.start + k) for sl, k in zip(box, j)))
+        peak_values[i] = inside[j]
     total = float(values[values > 0].sum()) or 1.0
 
     keep = [i for i in range(n) if sizes[i] * voxel_mm3 >= min_size_mm3]
