@@ -117,7 +117,7 @@ def _autocast(device: torch.device, amp: bool):
 class AgePrediction:
     brain_age: float
     slab_ages: list[float] | None = None
-    uncertainty: float | None = None  # SD of the slab ages (ddof=1) when the model has slabs
+    uncertainty: float | None = None  # SD (ddof=1) of the slab ages, or of an ensemble's member ages
     chronological_age: float | None = None
     gap: float | None = None  # brain age − chronological age, uncorrected
     brain_age_corrected: float | None = None
@@ -145,9 +145,14 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
     model.eval()
     try:
         with torch.inference_mode(), _autocast(device, amp):
+            members = None
             if hasattr(model, "forward_slabs"):
                 slabs = model.forward_slabs(x, s).float().reshape(-1).cpu().double()
                 brain_age = float(slabs.mean())
+            elif hasattr(model, "forward_members"):
+                slabs = None
+                members = model.forward_members(x, s).float().reshape(-1).cpu().double()
+                brain_age = float(members.mean())
             else:
                 slabs = None
                 brain_age = float(model(x, s).float().reshape(-1)[0])
@@ -157,6 +162,8 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
     if slabs is not None:
         out.slab_ages = [float(v) for v in slabs]
         out.uncertainty = float(slabs.std(unbiased=True)) if slabs.numel() > 1 else None
+    if members is not None and members.numel() > 1:
+        out.uncertainty = float(members.std(unbiased=True))  # spread of the ensemble's members
     if chronological_age is not None:
         y = float(chronological_age)
         if not math.isfinite(y) or y <= 0:

@@ -40,6 +40,11 @@ def _sfcn(**kw):
     return SFCNBrainAge(**kw)
 
 
+def _linear3d(**kw):
+    from .linear3d import Linear3D
+    return Linear3D(**kw)
+
+
 def _siamese2d(**kw):
     from .siamese import Siamese2D
     return Siamese2D(**kw)
@@ -60,6 +65,9 @@ _REGISTRY: dict[str, ArchitectureInfo] = {
                              "full-volume SFCN-style 3D CNN regressor, optional sex (default for training)"),
     "sfcn": ArchitectureInfo(_sfcn, "brain_age", SFCN_GRID, "t1",
                              "Peng et al. 2021 SFCN, 40 bins 42-82 y, expected bin centre"),
+    "linear3d": ArchitectureInfo(_linear3d, "brain_age", MNI_1P5, "gm",
+                                 "linear (ridge) brain-age model over a pooled volume, ensemble of weight maps, "
+                                 "Grad-CAM = voxels that make the brain look older"),
     "siamese2d": ArchitectureInfo(_siamese2d, "siamese", MNI_1P5, "gm",
                                   "thesis ResNet-34-style 2D encoder on axial slices, mean slice embedding"),
     "siamese3d": ArchitectureInfo(_siamese3d, "siamese", MNI_1P5, "gm",

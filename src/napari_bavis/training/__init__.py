@@ -14,9 +14,10 @@ from .data import (
     model_input,
     split_by_subject,
 )
+from .real_brain_age import train_real_brain_age
 from .siamese import train_siamese
 
 __all__ = [
     "COARSE_GRID", "DEMO_INPUT", "TrainingError", "cached_phantoms", "default_cache_dir", "load_inputs",
-    "model_input", "split_by_subject", "train_brain_age", "train_siamese",
+    "model_input", "split_by_subject", "train_brain_age", "train_real_brain_age", "train_siamese",
 ]
