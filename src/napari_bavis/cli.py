@@ -737,9 +737,20 @@ def cmd_train(args) -> int:
     train = training.train_brain_age if args.task == "brain-age" else training.train_siamese
     command = "napari-bavis train " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None
     try:
-        card = train(Path(args.out_path), n_subjects=args.subjects, epochs=args.epochs, grid=args.grid_mm,
-                     seed=args.seed, device=args.device, resume=not args.restart, progress=not args.quiet,
-                     command=command)
+        if args.task == "real-brain-age":
+            if not args.bids:
+                raise UsageError("train real-brain-age needs --bids DIR (a BIDS dataset with participants.tsv)")
+            from .training.real_brain_age import format_table
+            from .training.real_data import dataset_info
+
+            card, table = training.train_real_brain_age(
+                Path(args.out_path), args.bids, name=args.name, seed=args.seed, workers=args.workers,
+                dataset=dataset_info(args.bids), progress=not args.quiet, command=command)
+            print(format_table(table))
+        else:
+            card = train(Path(args.out_path), n_subjects=args.subjects, epochs=args.epochs, grid=args.grid_mm,
+                         seed=args.seed, device=args.device, resume=not args.restart, progress=not args.quiet,
+                         command=command)
     except BavisError as err:
         _err(failure_line(args.out_path, err))
         return EXIT_FAILED
@@ -822,8 +833,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("checkpoint", nargs="?", metavar="FILE", help="a checkpoint (or bundled name) to describe")
     m.set_defaults(func=cmd_models)
 
-    t = sub.add_parser("train", help="train a demo model on synthetic phantoms (resumes an unfinished run)")
-    t.add_argument("task", choices=("brain-age", "siamese"))
+    t = sub.add_parser("train", help="train a demo model on phantoms (resumes), or the real-brain model on a BIDS dataset")
+    t.add_argument("task", choices=("brain-age", "siamese", "real-brain-age"),
+                   help="phantom demo models, or the ridge ensemble on the real T1 scans of --bids")
+    t.add_argument("--bids", metavar="DIR", help="real-brain-age: the BIDS dataset to train on")
+    t.add_argument("--name", default="ds002748", help="real-brain-age: the model's name (default ds002748)")
+    t.add_argument("--workers", type=int, default=2, help="real-brain-age: scans preprocessed in parallel")
     t.add_argument("out_path", metavar="OUT", help="checkpoint file to write")
     t.add_argument("--subjects", type=int, default=200, help="phantom subjects, split by subject into train/validation/test")
     t.add_argument("--epochs", type=int, default=20)

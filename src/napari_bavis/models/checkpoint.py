@@ -64,6 +64,9 @@ def save_checkpoint(path, model: nn.Module, card: ModelCard | dict) -> ModelCard
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: others on a shared folder could not read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
