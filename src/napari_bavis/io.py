@@ -44,6 +44,7 @@ class Scan:
     oblique_deg: float = 0.0
     warnings: list[str] = field(default_factory=list)
     label: str | None = None  # what the user calls it (a layer name), when not its file name
+    source_data: np.ndarray | None = None  # the file's own voxels, kept when the display grid is resampled
 
     @property
     def name(self) -> str:
@@ -65,6 +66,14 @@ class Scan:
     def display_image(self, data: np.ndarray | None = None) -> nib.Nifti1Image:
         """The display-grid data as a NIfTI image (what the analysis pipeline consumes)."""
         return nib.Nifti1Image(self.data if data is None else data, self.display_affine)
+
+    def source_image(self) -> nib.Nifti1Image:
+        """The file's own voxels and affine: what preprocessing reads. An oblique scan's display grid is
+        interpolated; preprocessing it instead changed a real brain's age by 2.5 y at 15 degrees."""
+        if self.source_data is not None:
+            return nib.Nifti1Image(self.source_data, self.source_affine)
+        img = self.to_source(self.data)  # a pure reorientation: exact
+        return nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), self.source_affine)
 
     def to_source(self, data: np.ndarray, order: int = 1) -> nib.Nifti1Image:
         """Put an array on the display grid back onto the file's own grid and affine."""
@@ -185,7 +194,9 @@ def scan_from_image(img: nib.spatialimages.SpatialImage, path: str | None = None
     disp_data = np.asarray(reoriented.dataobj, dtype=np.float32)
     disp_affine = np.asarray(reoriented.affine, dtype=float)
     oblique = obliquity_deg(disp_affine)
+    source_data = None
     if oblique > OBLIQUE_TOLERANCE_DEG:
+        source_data = np.asarray(data, dtype=np.float32)
         disp_data, disp_affine = _resample_axis_aligned(reoriented)
         if oblique > OBLIQUE_WARN_DEG:
             warnings.append(
@@ -201,6 +212,7 @@ def scan_from_image(img: nib.spatialimages.SpatialImage, path: str | None = None
         path=str(path) if path else None,
         oblique_deg=oblique,
         warnings=warnings,
+        source_data=source_data,
     )
 
 

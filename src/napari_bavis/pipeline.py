@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import nibabel as nib
 import numpy as np
 
 from . import __version__
@@ -156,11 +157,17 @@ def _sex_tensor(card, sex, device):
     return _sex_tensor(sex, card, device) if card.sex_encoding is not None else None
 
 
-def _preprocess_scan(scan: Scan, card, steps: _Steps, prefix: str = ""):
+def preprocess_scan(scan: Scan, card, progress=None, cancel=None):
+    """A scan preprocessed as ``card`` asks, from the file's own voxels (never the interpolated
+    display grid of an oblique scan). The one way in for analysis, comparison and training."""
     from .preprocess import PreprocessSpec, preprocess
 
     spec = PreprocessSpec.from_card(_card_dict(card))
-    return preprocess(scan.display_image(), spec, progress=steps.preprocess_progress(prefix), cancel=steps.cancel)
+    return preprocess(scan.source_image(), spec, progress=progress, cancel=cancel)
+
+
+def _preprocess_scan(scan: Scan, card, steps: _Steps, prefix: str = ""):
+    return preprocess_scan(scan, card, progress=steps.preprocess_progress(prefix), cancel=steps.cancel)
 
 
 def _hookable(model) -> bool:
@@ -183,24 +190,41 @@ def _qc_warnings(pre) -> list[str]:
     return [str(w) for w in (getattr(pre, "qc", None) or {}).get("warnings") or () if w]
 
 
-def _qc_images(pre) -> dict:
+def _display_brain_mask(pre, scan: Scan) -> np.ndarray | None:
+    """Preprocessing's brain mask (on the file's own grid) on the scan's display grid (nearest)."""
+    from .preprocess.geometry import resample
+
+    mask = getattr(pre, "brain_mask", None)
+    if mask is None:
+        return None
+    values = resample(np.asarray(mask.dataobj, np.float32), mask.affine, scan.data.shape, scan.display_affine, order=0)
+    return values > 0.5
+
+
+def _qc_images(pre, display_mask: np.ndarray | None, scan: Scan) -> dict:
     """QC images with their own affines: the brain mask on the scan's display grid; the registered
     scan and the template on the model grid (shown together they check the registration)."""
     qc = {}
-    for key, attr in (("brain mask", "brain_mask"), ("registered scan", "registered_t1"), ("template", "template_t1")):
+    if display_mask is not None:
+        qc["brain mask"] = nib.Nifti1Image(display_mask.astype(np.uint8), scan.display_affine)
+    for key, attr in (("registered scan", "registered_t1"), ("template", "template_t1")):
         image = getattr(pre, attr, None)
         if image is not None:
             qc[key] = image
     return qc
 
 
-def _maps_on_scan(pre, maps_model: dict, restrict_to_brain: bool) -> dict[str, np.ndarray]:
-    mask = getattr(pre, "brain_mask", None) if restrict_to_brain else None
-    inside = np.asarray(mask.dataobj) > 0 if mask is not None else None
+def _maps_on_scan(pre, scan: Scan, maps_model: dict, inside: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Model-grid maps on the scan's display grid, in one resampling straight from the model grid
+    (preprocessing read the file's own grid; going through it first would interpolate twice), zero
+    outside ``inside`` (the brain on the display grid) when given."""
+    from .preprocess.geometry import resample
+
     if not maps_model:
         return {}
     names = list(maps_model)
-    stack = pre.to_native(np.stack([maps_model[name] for name in names]))  # one resampling for all maps
+    stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), pre.grid.affine,
+                     scan.data.shape, scan.display_affine, out_to_in_ras=np.linalg.inv(pre.template_to_scan))
     out = {}
     for name, native in zip(names, stack):
         native = np.clip(native, 0.0, 1.0)
@@ -259,7 +283,8 @@ def analyze(
         inputs = (x, s) if s is not None else x
         maps_model = compute_maps(module, inputs, methods=methods, **explain_options)
     steps.start("maps onto the scan")
-    maps = _maps_on_scan(pre, maps_model, restrict_to_brain)
+    display_mask = _display_brain_mask(pre, scan)
+    maps = _maps_on_scan(pre, scan, maps_model, display_mask if restrict_to_brain else None)
     steps.finish()
     if progress is not None:
         progress("done", steps.total, steps.total)
@@ -275,7 +300,7 @@ def analyze(
     }
     return Analysis(
         scan=scan, card=card, prediction=prediction, maps=maps, maps_model=maps_model,
-        qc=_qc_images(pre), timings=timings, record=record, device=str(dev), notes=notes,
+        qc=_qc_images(pre, display_mask, scan), timings=timings, record=record, device=str(dev), notes=notes,
     )
 
 
@@ -317,8 +342,8 @@ def compare(
         b = torch.as_tensor(pre_b.model_input, dtype=torch.float32, device=dev)[None, None]
         model_a, model_b, _ = siamese_maps(module, a, b, methods=methods, **explain_options)
         steps.start("maps onto the scans")
-        maps_a = _maps_on_scan(pre_a, model_a, restrict_to_brain)
-        maps_b = _maps_on_scan(pre_b, model_b, restrict_to_brain)
+        maps_a = _maps_on_scan(pre_a, scan_a, model_a, _display_brain_mask(pre_a, scan_a) if restrict_to_brain else None)
+        maps_b = _maps_on_scan(pre_b, scan_b, model_b, _display_brain_mask(pre_b, scan_b) if restrict_to_brain else None)
     steps.finish()
     if progress is not None:
         progress("done", steps.total, steps.total)

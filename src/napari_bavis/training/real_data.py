@@ -91,7 +91,7 @@ def default_real_cache_dir() -> Path:
 def _cache_key(path: Path, spec) -> str:
     stat = path.stat()
     text = json.dumps({"file": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime),
-                       "spec": spec.to_dict()}, sort_keys=True)
+                       "spec": spec.to_dict(), "reads": "the file's own voxels"}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
@@ -105,13 +105,12 @@ def _preprocess_one(args) -> str:
     torch.set_num_threads(1)
     from ..errors import BavisError
     from ..io import load_scan
-    from ..preprocess import PreprocessSpec, preprocess
+    from ..pipeline import preprocess_scan
 
-    spec = PreprocessSpec.from_card(spec_dict)
     out = Path(out)
     tmp = out.with_suffix(".tmp.npz")
     try:
-        pre = preprocess(load_scan(t1).display_image(), spec)
+        pre = preprocess_scan(load_scan(t1), spec_dict)
     except BavisError as err:
         np.savez(tmp, error=np.array(str(err)))
         os.replace(tmp, out)
