@@ -126,3 +126,53 @@ def _bias_field(shape, strength: float, rng: np.random.Generator) -> np.ndarray:
 def synthetic_native_scan() -> nib.Nifti1Image:
     """The foundation's sample: the 1 mm template in a scanner pose (deterministic)."""
     return to_scanner_space(mni_t1(1), **SYNTHETIC_POSE)
+
+
+# --- the same scan seen another way (robustness checks on real scans: tests, benchmarks/bench_real.py) ---
+
+def rotated(img: nib.Nifti1Image, degrees, axis: int) -> nib.Nifti1Image:
+    """The same voxels with an affine rotated about the volume's centre: a new head pose, no resampling."""
+    a = np.radians(degrees)
+    c, s = np.cos(a), np.sin(a)
+    i, j = [k for k in range(3) if k != axis]
+    rot = np.eye(4)
+    rot[i, i], rot[i, j], rot[j, i], rot[j, j] = c, -s, s, c
+    centre = img.affine @ np.r_[(np.array(img.shape[:3]) - 1) / 2.0, 1.0]
+    shift = np.eye(4)
+    shift[:3, 3] = centre[:3]
+    return nib.Nifti1Image(np.asarray(img.dataobj), shift @ rot @ np.linalg.inv(shift) @ img.affine)
+
+
+def restored(img: nib.Nifti1Image, order=(2, 0, 1), flip: int = 1) -> nib.Nifti1Image:
+    """The same voxels stored in another axis order, one axis reversed (affine adjusted exactly)."""
+    ornt = np.array([[order[k], -1 if k == flip else 1] for k in range(3)])
+    inverse = nib.orientations.ornt_transform(ornt, np.array([[0, 1], [1, 1], [2, 1]]))
+    data = nib.orientations.apply_orientation(np.asarray(img.dataobj), inverse)
+    affine = img.affine @ nib.orientations.inv_ornt_aff(inverse, img.shape[:3])
+    return nib.Nifti1Image(data, affine)
+
+
+def resampled(img: nib.Nifti1Image, voxel_mm: float) -> nib.Nifti1Image:
+    from nibabel.processing import resample_to_output
+
+    return resample_to_output(img, voxel_sizes=(voxel_mm,) * 3, order=1)
+
+
+def with_skull(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A synthetic skull (dark, 5 mm) and scalp (bright, 6 mm) around a skull-stripped brain."""
+    from scipy import ndimage
+
+    data = np.asarray(img.dataobj, np.float32)
+    brain = data > 0
+    pad = int(np.ceil(14 / min(img.header.get_zooms()[:3])))
+    brain = np.pad(brain, pad)
+    out = np.pad(data, pad)
+    dist = ndimage.distance_transform_edt(~brain, sampling=img.header.get_zooms()[:3])
+    ref = float(np.percentile(data[data > 0], 90))
+    rng = np.random.default_rng(0)
+    out[(dist > 1) & (dist <= 6)] = 0.08 * ref  # skull and CSF rim
+    scalp = (dist > 6) & (dist <= 12)
+    out[scalp] = ref * (0.9 + 0.1 * rng.random(int(scalp.sum())))
+    affine = img.affine.copy()
+    affine[:3, 3] -= affine[:3, :3] @ np.full(3, pad)
+    return nib.Nifti1Image(out, affine)
