@@ -21,8 +21,8 @@ def test_progress_reports_each_step_start_then_done(native_result):
     steps = [c[0] for c in calls]
     assert steps == [
         "reorient",
+        "brain_extraction",  # the sample is skull-stripped: its own foreground, before N4 and registration
         "bias_correction",
-        "brain_extraction",  # the sample is skull-stripped: its own foreground, before registration
         "registration",
         "resampling",
         "segmentation",

@@ -17,13 +17,18 @@ N4_ITERATIONS = (20, 20, 20)
 N4_CONVERGENCE = 1e-4
 
 
-def n4_correct(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(bias-corrected array, record). The foreground mask for the fit is an Otsu threshold."""
+def n4_correct(data: np.ndarray, affine: np.ndarray, brain: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """(bias-corrected array, record). The field is fitted inside ``brain`` when given (a brain mask
+    from extraction: a head's scalp and fat otherwise pull the field, which moved a real brain's
+    age by 2.5 y against the same brain without skull), else inside an Otsu threshold."""
     positive = np.clip(data, 0, None)
     image = to_sitk(positive, affine)
     shrink = [max(1, int(round(N4_FIT_SPACING_MM / s))) for s in image.GetSpacing()]
     small = sitk.Shrink(image, shrink)
-    mask = sitk.OtsuThreshold(small, 0, 1, 200)
+    if brain is not None:
+        mask = sitk.Cast(sitk.Shrink(to_sitk(np.asarray(brain, np.float32), affine), shrink) > 0.5, sitk.sitkUInt8)
+    else:
+        mask = sitk.OtsuThreshold(small, 0, 1, 200)
     small = sitk.Add(small, 1e-3 * float(np.percentile(positive[positive > 0], 99)))  # N4 works on log intensities
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations(list(N4_ITERATIONS))
@@ -38,7 +43,7 @@ def n4_correct(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, dict]:
         "fit_shrink_factors": shrink,
         "iterations_per_level": list(N4_ITERATIONS),
         "convergence_threshold": N4_CONVERGENCE,
-        "mask": "Otsu threshold of the downsampled scan",
+        "mask": "the brain mask" if brain is not None else "Otsu threshold of the downsampled scan",
         "field_applied": "log field linearly interpolated onto every voxel of the scan",
         "field_range": [float(field.min()), float(field.max())],
     }

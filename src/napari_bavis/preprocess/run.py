@@ -83,10 +83,10 @@ def _versions() -> dict:
 
 def _plan(spec: PreprocessSpec, backend: str | None) -> list[str]:
     steps = ["reorient"]
-    if spec.bias_correction:
-        steps.append("bias_correction")
     if backend in ("auto", "deepbet", "stripped"):
         steps.append("brain_extraction")
+    if spec.bias_correction:
+        steps.append("bias_correction")
     steps.append("registration")
     if backend == "template":
         steps.append("brain_extraction")
@@ -144,14 +144,7 @@ def preprocess(
     del native_data
     end()
 
-    # 2. N4 bias-field correction
-    if spec.bias_correction:
-        begin("bias_correction")
-        data, record["steps"]["bias_correction"] = n4_correct(data, affine)
-        qc["bias_field_range"] = record["steps"]["bias_correction"]["field_range"]
-        end()
-
-    # 3a. brain extraction before registration (the template is skull-stripped): a stripped scan
+    # 2. brain extraction before N4 and registration (the template is skull-stripped): a stripped scan
     # keeps its own foreground, a head goes through deepbet; the template mask (3b) is the fallback
     mask = None
     if backend in ("auto", "deepbet"):
@@ -165,6 +158,13 @@ def preprocess(
         end()
         if backend == "template":
             steps[:] = _plan(spec, backend)  # the fallback needs the registration: the step moves after it
+
+    # 3. N4 bias-field correction, fitted inside the brain mask when extraction gave one
+    if spec.bias_correction:
+        begin("bias_correction")
+        data, record["steps"]["bias_correction"] = n4_correct(data, affine, mask)
+        qc["bias_field_range"] = record["steps"]["bias_correction"]["field_range"]
+        end()
 
     # 4. affine registration to MNI
     begin("registration")
@@ -262,16 +262,20 @@ def preprocess(
     begin("smoothing_normalisation")
     source = registered if spec.input_kind == "t1" else gm_model
     smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
-    stats_mask = grid_mask if mask is not None else template_mask_grid
+    # Statistics and the T1's support inside both the scan's brain mask and the template's brain:
+    # two brain masks of one brain differ at the rim (deepbet keeps more CSF than a stripping tool
+    # did), and rim voxels shifted every z-score (a real brain's age by 1.9 y with vs without skull).
+    brain_grid = grid_mask & template_mask_grid
+    stats_mask = brain_grid if mask is not None else template_mask_grid
     model_input, norm_record = normalise(smoothed, spec.intensity_normalisation, stats_mask)
     if spec.input_kind == "t1" and mask is not None:
-        model_input = model_input * grid_mask
+        model_input = model_input * brain_grid
     record["steps"]["smoothing_normalisation"] = {
         "input_kind": spec.input_kind,
         "smoothing_fwhm_mm": spec.smoothing_fwhm_mm,
         "smoothing": "nilearn.image.smooth_img" if spec.smoothing_fwhm_mm else None,
         "normalisation": norm_record,
-        "statistics_mask": "brain mask on the model grid",
+        "statistics_mask": "brain mask on the model grid, inside the template's brain mask",
     }
     end()
 

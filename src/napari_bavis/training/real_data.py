@@ -88,10 +88,20 @@ def default_real_cache_dir() -> Path:
     return (Path(env) if env else Path(tempfile.gettempdir()) / "napari-bavis-cache") / "real"
 
 
+def _preprocess_code_hash() -> str:
+    """A hash of the preprocessing code: a cache made by other code is not reused."""
+    folder = Path(__file__).resolve().parents[1] / "preprocess"
+    digest = hashlib.sha1()
+    for source in sorted(folder.glob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_key(path: Path, spec) -> str:
     stat = path.stat()
     text = json.dumps({"file": str(path.resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime),
-                       "spec": spec.to_dict(), "reads": "the file's own voxels"}, sort_keys=True)
+                       "spec": spec.to_dict(), "reads": "the file's own voxels",
+                       "code": _preprocess_code_hash()}, sort_keys=True)
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
 
