@@ -228,8 +228,6 @@ def obliquity_deg(display_affine: np.ndarray) -> float:
 
 def _resample_axis_aligned(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray]:
     """Resample a (S, A, R)-ordered oblique image onto an axis-aligned grid covering it."""
-    from nibabel.processing import resample_from_to
-
     affine = np.asarray(img.affine, dtype=float)
     shape = np.array(img.shape[:3])
     voxel = np.linalg.norm(affine[:3, :3], axis=0)  # per display axis
@@ -244,8 +242,19 @@ def _resample_axis_aligned(img: nib.Nifti1Image) -> tuple[np.ndarray, np.ndarray
         target[ras, i] = voxel[i]
         target[ras, 3] = lo[ras]
         target_shape.append(int(np.floor((hi[ras] - lo[ras]) / voxel[i] + 1e-6)) + 1)
-    out = resample_from_to(img, (tuple(target_shape), target), order=1, mode="constant", cval=0.0)
-    return np.asarray(out.dataobj, dtype=np.float32), target
+    out = _resample(np.asarray(img.dataobj, dtype=np.float32), affine, tuple(target_shape), target, order=1)
+    return out, target
+
+
+def _resample(data: np.ndarray, affine, shape, target_affine, order: int) -> np.ndarray:
+    """SimpleITK resampling (multithreaded: 0.4 s instead of scipy's 2 s for a 288x288x181 scan),
+    zero outside; integer inputs keep their dtype (labels with order 0)."""
+    from .preprocess.geometry import resample
+
+    out = resample(np.asarray(data, dtype=np.float32), affine, shape, target_affine, order=order)
+    if np.issubdtype(np.asarray(data).dtype, np.integer) or np.asarray(data).dtype == bool:
+        out = np.rint(out).astype(np.asarray(data).dtype)
+    return out
 
 
 def display_to_source(
@@ -261,10 +270,7 @@ def display_to_source(
     data = np.asarray(data)
     disp = nib.Nifti1Image(data, display_affine)
     if resampled:
-        from nibabel.processing import resample_from_to
-
-        out = resample_from_to(disp, (tuple(source_shape), source_affine), order=order, mode="constant", cval=0.0)
-        out_data = np.asarray(out.dataobj)
+        out_data = _resample(data, display_affine, tuple(source_shape), source_affine, order)
     else:
         back = ornt_transform(axcodes2ornt(DISPLAY_AXES), io_orientation(source_affine))
         out_data = np.asarray(disp.as_reoriented(back).dataobj)
