@@ -15,6 +15,7 @@ SMALL = {
     "sfcn": {"channel_number": [4, 8, 8, 8, 8, 4]},
     "siamese2d": {"width": 4, "blocks": [1, 1, 1, 1]},
     "siamese3d": {"channels": [4, 8, 8, 8, 8], "final_channels": 8},
+    "linear3d": {"volume_shape": [121, 145, 121], "pool": 4, "members": 2},
 }
 TRUE_SHAPE = {"sfcn": (160, 192, 160)}
 
@@ -41,14 +42,14 @@ def forwards():
 
 
 def test_registry_lists_every_architecture_and_refuses_unknown_names():
-    assert set(models.available()) == {"ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d"}
+    assert set(models.available()) == {"ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d", "linear3d"}
     with pytest.raises(CheckpointError, match="unknown architecture 'resnet'"):
         models.build("resnet")
     with pytest.raises(CheckpointError, match="cannot build 'ba3d'"):
         models.build("ba3d", no_such_kwarg=1)
 
 
-@pytest.mark.parametrize("name", ["ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d"])
+@pytest.mark.parametrize("name", ["ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d", "linear3d"])
 def test_true_size_forward_gives_the_contract_output(forwards, name):
     model, x, y, _ = forwards[name]
     assert model.architecture == name and model.architecture_kwargs == SMALL[name]
@@ -60,7 +61,7 @@ def test_true_size_forward_gives_the_contract_output(forwards, name):
         assert torch.linalg.norm(y, dim=1).item() == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d"])
+@pytest.mark.parametrize("name", ["ba_slab", "ba3d", "sfcn", "siamese2d", "siamese3d", "linear3d"])
 def test_hooked_layers_are_separate_non_inplace_relus_called_once(forwards, name):
     model, _, _, calls = forwards[name]
     mods = dict(model.named_modules())

@@ -37,8 +37,13 @@ def phantoms(demo):
 
 def test_bundled_cards_are_complete_and_small():
     files = bundled_models()
-    assert set(files) == {"demo", "demo-siamese"}
+    assert set(files) == {"demo", "demo-siamese", "ds002748"}
     assert sum(p.stat().st_size for p in files.values()) <= 25e6
+    _, real = load_model("ds002748", device="cpu")
+    assert real.task == "brain_age" and real.training_age_range == [19.0, 55.0]
+    assert "CC0" in real.training_data and "ds002748" in real.training_data and "research" in real.intended_use
+    cv = real.extra["training_metrics"]["cross_validation"]["table"]
+    assert cv["model"]["mae"] < min(cv["mean"]["mae"], cv["ridge_gm_volumes"]["mae"])  # beats both baselines
     _, card = load_model("demo", device="cpu")
     assert card.name == "demo" and card.bias_correction["method"] == "regression-on-age"
     assert "not for clinical use" in card.intended_use
