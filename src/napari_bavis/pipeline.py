@@ -223,11 +223,19 @@ def _maps_on_scan(pre, scan: Scan, maps_model: dict, inside: np.ndarray | None) 
     if not maps_model:
         return {}
     names = list(maps_model)
+    # Only the brain's bounding box is resampled (everything outside it is zero anyway): on a real
+    # 288x288x181 scan that is about half the voxels.
+    box = tuple(slice(0, n) for n in scan.data.shape)
+    if inside is not None and inside.any():
+        box = tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(inside))
+    box_affine = scan.display_affine.copy()
+    box_affine[:3, 3] = scan.display_affine[:3, :3] @ np.array([b.start for b in box]) + scan.display_affine[:3, 3]
     stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), pre.grid.affine,
-                     scan.data.shape, scan.display_affine, out_to_in_ras=np.linalg.inv(pre.template_to_scan))
+                     tuple(b.stop - b.start for b in box), box_affine, out_to_in_ras=np.linalg.inv(pre.template_to_scan))
     out = {}
-    for name, native in zip(names, stack):
-        native = np.clip(native, 0.0, 1.0)
+    for name, values in zip(names, stack):
+        native = np.zeros(scan.data.shape, np.float32)
+        native[box] = np.clip(values, 0.0, 1.0)
         if inside is not None:
             native[~inside] = 0.0
         out[name] = native
@@ -439,14 +447,22 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
     """Each map as NIfTI in the scan file's space, and its regions table; returns (files, regions)."""
     from .io import write_nifti
 
+    from concurrent.futures import ThreadPoolExecutor
+
     files, regions = {}, {}
-    for method, values in maps.items():
-        name = f"map_{prefix}{_method_file(method)}.nii.gz"
-        write_nifti(folder / name, scan.to_source(values), protect=protect)
-        files[method] = name
-        cutoff = threshold_value(values, threshold, mode)
-        _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
-        regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+    # The NIfTI writes run in threads (gzip releases the GIL) while the regions are measured.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        writes = []
+        for method, values in maps.items():
+            name = f"map_{prefix}{_method_file(method)}.nii.gz"
+            writes.append(pool.submit(lambda n=name, v=values: write_nifti(folder / n, scan.to_source(v), protect=protect)))
+            files[method] = name
+        for method, values in maps.items():
+            cutoff = threshold_value(values, threshold, mode)
+            _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+            regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+        for write in writes:
+            write.result()  # re-raise a failed write here
     return files, regions
 
 
