@@ -87,18 +87,24 @@ def cached_phantoms(
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{_key(lab, grid)}.npz" for lab in plan]
     todo = [(lab, grid.to_dict(), p) for lab, p in zip(plan, paths) if not p.is_file()]
-    if todo:
-        bar = _bar(len(todo), "phantoms", progress)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_make_one, todo, chunksize=4):
-                    bar.update(1)
-        else:
-            for item in todo:
-                _make_one(item)
-                bar.update(1)
-        bar.close()
+    map_with_bar(_make_one, todo, "phantoms", workers, progress, chunksize=4)
     return paths
+
+
+def map_with_bar(function, items: list, desc: str, workers: int = 1, progress: bool = False, chunksize: int = 1) -> None:
+    """``function`` over ``items`` (in ``workers`` processes when > 1) with a progress bar; for cache fillers."""
+    if not items:
+        return
+    bar = _bar(len(items), desc, progress)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            for _ in pool.map(function, items, chunksize=chunksize):
+                bar.update(1)
+    else:
+        for item in items:
+            function(item)
+            bar.update(1)
+    bar.close()
 
 
 def _bar(total: int, desc: str, enabled: bool):

@@ -16,7 +16,6 @@ import math
 import os
 import re
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,24 +165,14 @@ def preprocessed_participants(participants, card_like: dict, cache_dir=None, wor
     """Every participant's scan preprocessed as ``card_like`` (a model card dict) asks, from the cache
     where it is there. Scans the pipeline refuses come back with ``error`` set (one line)."""
     from ..preprocess import PreprocessSpec
-    from .data import _bar
+    from .data import map_with_bar
 
     spec = PreprocessSpec.from_card(card_like)
     folder = Path(cache_dir) if cache_dir is not None else default_real_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"{p.subject}-{_cache_key(p.t1, spec)}.npz" for p in participants]
     todo = [(str(p.t1), card_like, str(path)) for p, path in zip(participants, paths) if not path.is_file()]
-    if todo:
-        bar = _bar(len(todo), "preprocessing real scans", progress)
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for _ in pool.map(_preprocess_one, todo):
-                    bar.update(1)
-        else:
-            for item in todo:
-                _preprocess_one(item)
-                bar.update(1)
-        bar.close()
+    map_with_bar(_preprocess_one, todo, "preprocessing real scans", workers, progress)
     records = []
     for p, path in zip(participants, paths):
         with np.load(path) as z:
