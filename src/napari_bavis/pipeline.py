@@ -443,7 +443,8 @@ def _commit_dir(tmp: Path, out_dir: Path) -> None:
 FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
-def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect):
+def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect,
+                while_writing=None):
     """Each map as NIfTI in the scan file's space, and its regions table; returns (files, regions)."""
     from .io import write_nifti
 
@@ -461,6 +462,8 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
             cutoff = threshold_value(values, threshold, mode)
             _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
             regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
+        if while_writing is not None:  # e.g. the figure: drawn while the maps are compressed
+            while_writing()
         for write in writes:
             write.result()  # re-raise a failed write here
     return files, regions
@@ -497,10 +500,11 @@ def export_analysis(
     out_dir = Path(out_dir)
     tmp = _prepare_dir(out_dir, [analysis.scan.path])
     try:
-        files, regions = _write_maps(tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3,
-                                     (analysis.scan.path,))
         title = analysis_title(analysis.scan.name, analysis.prediction)
-        _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method)
+        files, regions = _write_maps(
+            tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
+            while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
+                                                title, figure_method))
         report = analysis_report(analysis, threshold, mode, regions, files)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
         _commit_dir(tmp, out_dir)
