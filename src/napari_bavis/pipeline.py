@@ -123,9 +123,19 @@ class Analysis:
     record: dict
     device: str
     notes: list[str] = field(default_factory=list)
+    #: (model grid affine, template->scan matrix, brain mask on the file's grid or None): lets an oblique
+    #: scan's maps go from the model grid straight onto the file's grid (one interpolation, not two).
+    source_geometry: tuple | None = None
 
     def map_image(self, method: str):
         """A map as a NIfTI image in the scan file's own voxel grid and affine."""
+        from .io import nifti_like
+
+        if self.scan.resampled and self.source_geometry is not None and method in self.maps_model:
+            grid_affine, template_to_scan, inside = self.source_geometry
+            values = _maps_on_grid({method: self.maps_model[method]}, grid_affine, template_to_scan,
+                                   self.scan.source_shape, self.scan.source_affine, inside)[method]
+            return nifti_like(values, self.scan.source_affine, self.scan.header)
         return self.scan.to_source(self.maps[method])
 
     def regions(self, method: str, threshold: float = 0.3, mode: str = "value", min_size_mm3: float = 50.0):
@@ -218,6 +228,11 @@ def _maps_on_scan(pre, scan: Scan, maps_model: dict, inside: np.ndarray | None) 
     """Model-grid maps on the scan's display grid, in one resampling straight from the model grid
     (preprocessing read the file's own grid; going through it first would interpolate twice), zero
     outside ``inside`` (the brain on the display grid) when given."""
+    return _maps_on_grid(maps_model, pre.grid.affine, pre.template_to_scan, scan.data.shape, scan.display_affine, inside)
+
+
+def _maps_on_grid(maps_model: dict, grid_affine, template_to_scan, shape, affine, inside) -> dict[str, np.ndarray]:
+    """Model-grid maps resampled onto the voxel grid (shape, affine), clipped to [0, 1], zero outside ``inside``."""
     from .preprocess.geometry import resample
 
     if not maps_model:
@@ -225,16 +240,16 @@ def _maps_on_scan(pre, scan: Scan, maps_model: dict, inside: np.ndarray | None) 
     names = list(maps_model)
     # Only the brain's bounding box is resampled (everything outside it is zero anyway): on a real
     # 288x288x181 scan that is about half the voxels.
-    box = tuple(slice(0, n) for n in scan.data.shape)
+    box = tuple(slice(0, n) for n in shape)
     if inside is not None and inside.any():
         box = tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(inside))
-    box_affine = scan.display_affine.copy()
-    box_affine[:3, 3] = scan.display_affine[:3, :3] @ np.array([b.start for b in box]) + scan.display_affine[:3, 3]
-    stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), pre.grid.affine,
-                     tuple(b.stop - b.start for b in box), box_affine, out_to_in_ras=np.linalg.inv(pre.template_to_scan))
+    box_affine = np.array(affine, float)
+    box_affine[:3, 3] = box_affine[:3, :3] @ np.array([b.start for b in box]) + box_affine[:3, 3]
+    stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), grid_affine,
+                     tuple(b.stop - b.start for b in box), box_affine, out_to_in_ras=np.linalg.inv(template_to_scan))
     out = {}
     for name, values in zip(names, stack):
-        native = np.zeros(scan.data.shape, np.float32)
+        native = np.zeros(tuple(shape), np.float32)
         native[box] = np.clip(values, 0.0, 1.0)
         if inside is not None:
             native[~inside] = 0.0
@@ -309,7 +324,17 @@ def analyze(
     return Analysis(
         scan=scan, card=card, prediction=prediction, maps=maps, maps_model=maps_model,
         qc=_qc_images(pre, display_mask, scan), timings=timings, record=record, device=str(dev), notes=notes,
+        source_geometry=_source_geometry(pre, restrict_to_brain),
     )
+
+
+def _source_geometry(pre, restrict_to_brain: bool):
+    """What ``Analysis.map_image`` needs to map the model grid straight onto the file's grid."""
+    if getattr(pre, "grid", None) is None or getattr(pre, "template_to_scan", None) is None:
+        return None
+    mask = getattr(pre, "brain_mask", None) if restrict_to_brain else None
+    inside = np.asarray(mask.dataobj) > 0 if mask is not None else None
+    return (np.asarray(pre.grid.affine, float), np.asarray(pre.template_to_scan, float), inside)
 
 
 def compare(
@@ -444,11 +469,16 @@ FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
 def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect,
-                while_writing=None):
-    """Each map as NIfTI in the scan file's space, and its regions table; returns (files, regions)."""
+                while_writing=None, source_image=None):
+    """Each map as NIfTI in the scan file's space (``source_image(method)``, default the display map put
+    back with ``scan.to_source``), and its regions table; returns (files, regions)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from .io import write_nifti
 
-    from concurrent.futures import ThreadPoolExecutor
+    if source_image is None:
+        def source_image(method):
+            return scan.to_source(maps[method])
 
     files, regions = {}, {}
     # The NIfTI writes run in threads (gzip releases the GIL) while the regions are measured.
@@ -456,7 +486,7 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
         writes = []
         for method, values in maps.items():
             name = f"map_{prefix}{_method_file(method)}.nii.gz"
-            writes.append(pool.submit(lambda n=name, v=values: write_nifti(folder / n, scan.to_source(v), protect=protect)))
+            writes.append(pool.submit(lambda n=name, m=method: write_nifti(folder / n, source_image(m), protect=protect)))
             files[method] = name
         for method, values in maps.items():
             cutoff = threshold_value(values, threshold, mode)
@@ -503,7 +533,7 @@ def export_analysis(
         title = analysis_title(analysis.scan.name, analysis.prediction)
         files, regions = _write_maps(
             tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
-            while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
+            source_image=analysis.map_image, while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
                                                 title, figure_method))
         report = analysis_report(analysis, threshold, mode, regions, files)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
