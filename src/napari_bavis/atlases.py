@@ -49,7 +49,7 @@ class Atlas:
     names: dict  # label value -> region name
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=len(ATLASES))
 def load_atlas(name: str = DEFAULT_ATLAS) -> Atlas:
     """The atlas as a label image (MNI) and its region names; label 0 is background.
 
