@@ -170,5 +170,7 @@ def register_to_template(data: np.ndarray, affine: np.ndarray, initial: np.ndarr
 def _smoothed(values: np.ndarray) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
-    sigma_voxels = QC_SMOOTHING_FWHM_MM / (2.0 * np.sqrt(2.0 * np.log(2.0))) / 2.0  # on the 2 mm grid
+    from .resample import FWHM_TO_SIGMA
+
+    sigma_voxels = QC_SMOOTHING_FWHM_MM * FWHM_TO_SIGMA / 2.0  # on the 2 mm grid
     return gaussian_filter(values.astype(np.float32), sigma_voxels)

@@ -58,11 +58,10 @@ class Preprocessed:
         """A map on the model grid resampled onto the voxel grid of the scan that was opened.
 
         Undoes the registration and the reorientation in one resampling (order 0 nearest,
-        1 linear, 3 B-spline); voxels that map outside the grid get 0. A stack (C, *grid.shape)
-        of maps comes back as (C, *native_shape) from one resampling.
+        1 linear, 3 B-spline); voxels that map outside the grid get 0.
         """
         values = np.asarray(map_on_grid, dtype=np.float32)
-        if values.shape[-3:] != tuple(self.grid.shape) or values.ndim not in (3, 4):
+        if values.shape != tuple(self.grid.shape):
             raise ValueError(f"map shape {values.shape} does not match the model grid {tuple(self.grid.shape)}")
         return grid_to_scan(values, self.grid, self.native_shape, self.native_affine, self.template_to_scan, order)
 
@@ -217,6 +216,10 @@ def preprocess(
         grid_mask = grid_to_grid_mask(mask, affine, grid, template_to_scan)
     else:
         grid_mask = template_mask_grid
+    # The scan's brain mask inside the template's brain: the template's priors are zero outside it, and
+    # two brain masks of one brain differ at the rim (deepbet keeps more CSF than a stripping tool did):
+    # rim voxels turned into GM and shifted every z-score (a real brain's age by 1.9 y with vs without skull).
+    brain_grid = grid_mask & template_mask_grid
     t1_grid = scan_to_grid(data, affine, grid, template_to_scan)
 
     if spec.registration == "none":
@@ -242,9 +245,7 @@ def preprocess(
     if spec.segmentation:
         begin("segmentation")
         priors = tissue_priors(template_on_grid("gm", grid), template_on_grid("wm", grid), template_on_grid("mask", grid))
-        # Inside the template's brain as well: its priors are zero outside it, and a brain mask that
-        # missed a bit of skull or dura must not turn into grey matter.
-        seg_mask = grid_mask & template_mask_grid & (t1_grid > 0)
+        seg_mask = brain_grid & (t1_grid > 0)
         posteriors, record["steps"]["segmentation"] = em_segment(t1_grid, priors, seg_mask)
         tissues = {name: posteriors[i] for i, name in enumerate(("gm", "wm", "csf"))}
         voxel_ml = abs(np.linalg.det(grid.affine[:3, :3])) / 1000.0 * det
@@ -262,10 +263,6 @@ def preprocess(
     begin("smoothing_normalisation")
     source = registered if spec.input_kind == "t1" else gm_model
     smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
-    # Statistics and the T1's support inside both the scan's brain mask and the template's brain:
-    # two brain masks of one brain differ at the rim (deepbet keeps more CSF than a stripping tool
-    # did), and rim voxels shifted every z-score (a real brain's age by 1.9 y with vs without skull).
-    brain_grid = grid_mask & template_mask_grid
     stats_mask = brain_grid if mask is not None else template_mask_grid
     model_input, norm_record = normalise(smoothed, spec.intensity_normalisation, stats_mask)
     if spec.input_kind == "t1" and mask is not None:
@@ -273,7 +270,7 @@ def preprocess(
     record["steps"]["smoothing_normalisation"] = {
         "input_kind": spec.input_kind,
         "smoothing_fwhm_mm": spec.smoothing_fwhm_mm,
-        "smoothing": "nilearn.image.smooth_img" if spec.smoothing_fwhm_mm else None,
+        "smoothing": "separable Gaussian, the filter of nilearn.image.smooth_img" if spec.smoothing_fwhm_mm else None,
         "normalisation": norm_record,
         "statistics_mask": "brain mask on the model grid, inside the template's brain mask",
     }
