@@ -10,7 +10,6 @@ original affine is kept so exports go back to the scanner's own grid.
 from __future__ import annotations
 
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,6 +329,8 @@ def write_nifti(
     name = target.name.lower()
     if not (name.endswith(".nii") or name.endswith(".nii.gz")):
         raise ScanError(f"{target.name}: choose a .nii or .nii.gz file name")
+    if target.is_dir():
+        raise ScanError(f"{target.name}: is a folder; choose a file name ending in .nii or .nii.gz")
     for other in protect:
         if other and _same_file(target, Path(other)):
             raise ScanError(f"{target.name}: refusing to overwrite the scan the data came from; choose another name")
@@ -343,10 +344,14 @@ def write_nifti(
 
 @contextmanager
 def atomic_target(target: str | os.PathLike, suffix: str = ""):
-    """A temporary path beside ``target``, renamed onto it when the block succeeds, removed when it fails."""
+    """A temporary path beside ``target``, renamed onto it when the block succeeds, removed when it fails.
+
+    The file gets the mode the umask gives a new file (mkstemp alone makes it 0600)."""
+    from .outputs import mkstemp_shared
+
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    fd, tmp = mkstemp_shared(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -451,8 +451,10 @@ def _prepare_dir(out_dir: Path, protect: Sequence) -> Path:
     for p in protect:
         if p and Path(p).resolve().is_relative_to(out_dir.resolve()) and out_dir.exists():
             raise BavisError(f"{out_dir}: holds an input scan; choose another output folder")
+    from .outputs import mkdtemp_shared  # the folder is renamed into place: mkdtemp's 0700 would stay
+
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
+    return Path(mkdtemp_shared(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
 
 
 def _commit_dir(tmp: Path, out_dir: Path) -> None:

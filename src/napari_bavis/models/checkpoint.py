@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..outputs import mkstemp_shared
 from .card import ModelCard, default_card
 from .device import pick_device
 from .registry import build
@@ -60,13 +60,10 @@ def save_checkpoint(path, model: nn.Module, card: ModelCard | dict) -> ModelCard
     card.validate()
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "card": card.to_dict(), "state_dict": state}
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
+    fd, tmp = mkstemp_shared(prefix=path.name + ".", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:
         torch.save(payload, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600: others on a shared folder could not read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -7,15 +7,27 @@ from napari.utils.notifications import show_error
 
 from ..errors import BavisError
 from ..io import affine_from_layer_geometry, display_to_source, nifti_like, write_nifti
+from ..outputs import os_error_text
 
 
 def write_image(path: str, data, meta: dict) -> list[str]:
+    """Never replaces the file the layer was read from (also through ``..`` or a symlink); every
+    failure is one notification line, not a traceback dialog."""
     try:
         img = layer_to_nifti(np.asarray(data), meta)
-        return [write_nifti(path, img)]
+        return [write_nifti(path, img, protect=source_paths(meta))]
     except BavisError as err:
         show_error(str(err))
-        return []
+    except OSError as err:
+        show_error(f"cannot save {path}: {os_error_text(err)}")
+    return []
+
+
+def source_paths(meta: dict) -> tuple[str, ...]:
+    """The files this layer's data came from (the reader's record, napari's own source path)."""
+    source = (meta.get("metadata") or {}).get("bavis_source") or {}
+    paths = [source.get("path"), (meta.get("source") or {}).get("path") if isinstance(meta.get("source"), dict) else None]
+    return tuple(str(p) for p in paths if p)
 
 
 def layer_to_nifti(data: np.ndarray, meta: dict):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from functools import lru_cache
 from importlib.metadata import version
 from pathlib import Path
@@ -48,10 +47,11 @@ def _store(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     """Atomic and best effort: a read-only or full cache folder only costs speed."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        from ..outputs import mkstemp_shared
+
+        fd, tmp = mkstemp_shared(dir=path.parent, suffix=".tmp.npz")
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, data=data, affine=affine)
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except OSError:
         pass
