@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Sequence
 from . import __version__
 from .errors import BavisError
 from .io import NIFTI_SUFFIXES
+from .outputs import OutputError, check_writable_dir, claim, clean_stale_parts, is_disk_full, locked, os_error_text
 from .summary import model_label, report_line, unique_notes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -36,6 +38,7 @@ _KEY_COLUMNS = ("file", "filename", "file_name", "path", "scan", "scan_name", "n
 _AGE_COLUMNS = ("age", "chronological_age", "age_years")
 _SEX_COLUMNS = ("sex", "gender")
 _SEXES = {"f": "F", "female": "F", "m": "M", "male": "M"}
+_WRITE_ERRNOS = (28, 122, 13, 1, 30)  # ENOSPC, EDQUOT, EACCES, EPERM, EROFS: said in words, not as an internal error
 
 
 class UsageError(Exception):
@@ -59,6 +62,8 @@ def failure_line(path, err: BaseException) -> str:
         for prefix in (f"{Path(str(path)).name}: ", f"{path}: "):
             if reason.startswith(prefix):
                 reason = reason[len(prefix):]
+    elif isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+        reason = f"cannot write its results: {os_error_text(err)}"
     else:
         reason = f"internal error: {type(err).__name__}: {_one_line(err) or 'no message'}"
     return f"{path}: {reason}"
@@ -80,8 +85,10 @@ def find_scans(paths: Sequence, exclude=None) -> list[Path]:
     """Files as given plus every file the reader opens (io.NIFTI_SUFFIXES: .nii, .nii.gz, .mgz) under
     folders (recursively), sorted, without duplicates.
 
-    Files under ``exclude`` (the output folder) are never taken as inputs, so a second run over a
-    folder that holds its own results does not analyse its maps.
+    Result folders under ``exclude`` (the output folder: its sub-folders holding a report.json) and
+    hidden files or folders (``.part`` folders of unfinished results) are never taken as inputs, so
+    a second run over a folder that holds its own results does not analyse its maps, and ``--out``
+    may be the input folder itself.
     """
     from .io import is_scan_path
 
@@ -91,9 +98,9 @@ def find_scans(paths: Sequence, exclude=None) -> list[Path]:
         p = Path(raw)
         if p.is_dir():
             for f in p.rglob("*"):
-                if f.is_file() and is_scan_path(f.name) and not f.name.startswith("."):
+                if is_scan_path(f.name) and not any(part.startswith(".") for part in f.relative_to(p).parts) and f.is_file():
                     resolved = f.resolve()
-                    if exclude is not None and resolved.is_relative_to(exclude):
+                    if exclude is not None and _in_result_folder(resolved, exclude):
                         continue
                     found.setdefault(resolved, f)
         elif p.exists() or is_scan_path(p):
@@ -101,6 +108,14 @@ def find_scans(paths: Sequence, exclude=None) -> list[Path]:
         else:
             found.setdefault(p.resolve(), p)  # missing: fails with one line like any bad scan
     return [found[k] for k in sorted(found, key=str)]
+
+
+def _in_result_folder(resolved: Path, out: Path) -> bool:
+    """True for files inside ``out/<folder>/`` where that folder is a result (or hidden)."""
+    if not resolved.is_relative_to(out):
+        return False
+    parts = resolved.relative_to(out).parts
+    return len(parts) > 1 and (parts[0].startswith(".") or (out / parts[0] / "report.json").is_file())
 
 
 def output_names(scans: Sequence[Path]) -> list[str]:
@@ -239,12 +254,14 @@ class Job:
     methods: tuple
     threshold: float
     mode: str
+    force: bool = False
+    started: float = 0.0  # wall-clock start of the run: older .part folders of this scan are stale
 
 
 @dataclass
 class Outcome:
     index: int
-    status: str  # "done" | "failed"
+    status: str  # "done" | "failed" | "skipped" (finished meanwhile) | "busy" (another run has it) | "cancelled"
     error: str | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
@@ -258,18 +275,25 @@ def run_job(job: Job, model, device: str, progress=None) -> Outcome:
     start = time.perf_counter()
     try:
         out_dir = Path(job.out_dir)
-        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
-            raise BavisError(f"{out_dir} exists and is not a napari-bavis result; move it or choose another --out")
-        scan = load_scan(job.path)  # a bad file fails here, for its own reason, before anything else
-        card = model[1] if isinstance(model, tuple) else None
-        if card is not None and card.sex_encoding is not None and job.sex is None:
-            raise BavisError(f"the model {card.name} needs the sex (F/M): give --sex or a sex column in --covariates")
-        analysis = pipeline.analyze(scan, model=model, chronological_age=job.age, sex=job.sex,
-                                    methods=job.methods, device=device, progress=progress)
-        pipeline.export_analysis(analysis, out_dir, threshold=job.threshold, mode=job.mode)
+        with claim(out_dir.parent, out_dir.name) as mine:  # two runs into one --out share the scans
+            if not mine:
+                return Outcome(job.index, "busy")
+            clean_stale_parts(out_dir.parent, out_dir.name, before=job.started)  # a killed run's leftovers
+            if not job.force and finished_report(out_dir) is not None:
+                return Outcome(job.index, "skipped")  # another run finished it meanwhile
+            if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "report.json").is_file():
+                raise BavisError(f"{out_dir} exists and is not a napari-bavis result; move it or choose another --out")
+            scan = load_scan(job.path)  # a bad file fails here, for its own reason, before anything else
+            card = model[1] if isinstance(model, tuple) else None
+            if card is not None and card.sex_encoding is not None and job.sex is None:
+                raise BavisError(f"the model {card.name} needs the sex (F/M): give --sex or a sex column in --covariates")
+            analysis = pipeline.analyze(scan, model=model, chronological_age=job.age, sex=job.sex,
+                                        methods=job.methods, device=device, progress=progress)
+            pipeline.export_analysis(analysis, out_dir, threshold=job.threshold, mode=job.mode)
         return Outcome(job.index, "done", seconds=time.perf_counter() - start)
     except Exception as err:  # one line per scan, whatever went wrong
-        return Outcome(job.index, "failed", failure_line(job.path, err), time.perf_counter() - start)
+        extra = {"disk_full": True} if is_disk_full(err) else {}
+        return Outcome(job.index, "failed", failure_line(job.path, err), time.perf_counter() - start, extra)
 
 
 _WORKER: dict = {}
@@ -287,6 +311,7 @@ def _worker_init(model_ref, threads: int, events) -> None:
 
     torch.set_num_threads(threads)
     SimpleITK.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    signal.signal(signal.SIGINT, _worker_sigint)
     _WORKER["events"] = events
     try:
         _WORKER["model"] = pipeline.load_model(model_ref, "cpu")
@@ -294,7 +319,17 @@ def _worker_init(model_ref, threads: int, events) -> None:
         _WORKER["model_error"] = err
 
 
+def _worker_sigint(signum, frame) -> None:
+    """The first Ctrl-C stops the scan at hand (its temporary folder is removed on the way out) and
+    every queued one; later ones are ignored so that clean-up is not interrupted."""
+    if not _WORKER.get("stop"):
+        _WORKER["stop"] = True
+        raise KeyboardInterrupt
+
+
 def _worker_run(job: Job) -> Outcome:
+    if _WORKER.get("stop"):
+        return Outcome(job.index, "cancelled")
     if "model_error" in _WORKER:
         return Outcome(job.index, "failed", failure_line(job.path, _WORKER["model_error"]))
     events = _WORKER.get("events")
@@ -303,7 +338,11 @@ def _worker_run(job: Job) -> Outcome:
         if events is not None:
             events.put((job.index, step, done, total))
 
-    return run_job(job, _WORKER["model"], "cpu", progress)
+    try:
+        return run_job(job, _WORKER["model"], "cpu", progress)
+    except KeyboardInterrupt:
+        _WORKER["stop"] = True
+        return Outcome(job.index, "cancelled")
 
 
 # --- resume and results.csv -------------------------------------------------------------------
@@ -366,6 +405,12 @@ def write_results(csv_path: Path, rows: list[dict]) -> None:
     for name in sorted(merged):
         writer.writerow(merged[name])
     write_bytes_atomic(csv_path, buffer.getvalue().encode("utf-8"))
+
+
+def write_results_locked(csv_path: Path, rows: list[dict]) -> None:
+    """:func:`write_results` while holding the table's lock, so concurrent runs keep each other's rows."""
+    with locked(csv_path):
+        write_results(csv_path, rows)
 
 
 # --- analyze ---------------------------------------------------------------------------------
@@ -440,12 +485,16 @@ def cmd_analyze(args) -> int:
         raise UsageError(f"--age applies to one scan but {len(scans)} were found; use --covariates for a cohort")
     names = output_names(scans)
     _check_out_dir(out, scans, names)
+    started = time.time()
+    try:
+        check_writable_dir(out)  # before any scan is analysed (and before the model loads)
+    except OutputError as err:
+        raise UsageError(str(err)) from None
     selected = shard_indices(len(scans), args.shard)
     device = _resolve_device(args.device)
     model = _load_model_or_usage(_model_ref(args.model), device)  # checks the model once, up front
     if model[1].task != "brain_age":
         raise UsageError(f"--model {args.model}: {model[1].name} is a {model[1].task} model; use `napari-bavis compare`")
-    out.mkdir(parents=True, exist_ok=True)
 
     jobs: list[Job] = []
     rows: list[dict] = []
@@ -459,10 +508,13 @@ def cmd_analyze(args) -> int:
         sexes[i] = sex
         report = None if args.force else finished_report(out / name)
         if report is not None:
+            with claim(out, name) as mine:
+                if mine:  # a killed run's hidden leftovers beside a finished result
+                    clean_stale_parts(out, name, before=started)
             skipped += 1
             rows.append(result_row(name, scan, "skipped", report, sex))
             continue
-        jobs.append(Job(i, str(scan), str(out / name), age, sex, args.methods, threshold, mode))
+        jobs.append(Job(i, str(scan), str(out / name), age, sex, args.methods, threshold, mode, args.force, started))
 
     workers = args.workers
     if device != "cpu" and workers > 1:
@@ -480,10 +532,18 @@ def cmd_analyze(args) -> int:
     except KeyboardInterrupt:
         interrupted = True
 
-    done = failed = 0
+    done = failed = busy = 0
+    disk_full = any(o.extra.get("disk_full") for o in outcomes)
     for outcome in sorted(outcomes, key=lambda o: o.index):
         scan, name = scans[outcome.index], names[outcome.index]
-        if outcome.status == "done":
+        if outcome.status == "busy":  # its row is the other run's to write
+            busy += 1
+        elif outcome.status == "cancelled":
+            continue
+        elif outcome.status == "skipped":
+            skipped += 1
+            rows.append(result_row(name, scan, "skipped", finished_report(out / name), sexes[outcome.index]))
+        elif outcome.status == "done":
             done += 1
             report = finished_report(out / name)
             rows.append(result_row(name, scan, "done", report, sexes[outcome.index], seconds=outcome.seconds))
@@ -493,13 +553,17 @@ def cmd_analyze(args) -> int:
             failed += 1
             rows.append(result_row(name, scan, "failed", None, sexes[outcome.index], outcome.error, outcome.seconds))
     results = out / ("results.csv" if args.shard is None else f"results.shard-{args.shard[0]}-of-{args.shard[1]}.csv")
-    write_results(results, rows)
+    write_results_locked(results, rows)
     elapsed = time.perf_counter() - t0
     shard_note = f" (shard {args.shard[0]}/{args.shard[1]}: {len(selected)} of {len(scans)} scans)" if args.shard else ""
-    _err(f"napari-bavis: {done} done, {failed} failed, {skipped} skipped in {elapsed:.1f} s{shard_note}; results: {results}")
+    busy_note = f", {busy} left to another run" if busy else ""
+    _err(f"napari-bavis: {done} done, {failed} failed, {skipped} skipped{busy_note} in {elapsed:.1f} s{shard_note}; results: {results}")
     if interrupted:
-        _err(f"napari-bavis: interrupted; {len(jobs) - len(outcomes)} scan(s) not started or unfinished (run again to resume)")
+        unfinished = len(jobs) - sum(o.status not in ("cancelled",) for o in outcomes)
+        _err(f"napari-bavis: interrupted; {unfinished} scan(s) not started or unfinished (run again to resume)")
         return EXIT_INTERRUPTED
+    if disk_full:
+        _err(f"napari-bavis: stopped: no space left on device under {out}; free some space and run again to resume")
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -522,6 +586,8 @@ def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
                 _err(outcome.error)
             outcomes.append(outcome)
             overall.update(1)
+            if outcome.extra.get("disk_full"):
+                break  # every further scan would fail the same way after minutes of work
     finally:
         overall.close()
 
@@ -539,10 +605,13 @@ def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None
     scan_bars: dict[int, object] = {}
     by_index = {j.index: j for j in jobs}
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init, initargs=(model_ref, threads, events))
+    stop_early = False
+    pending: set = set()
     try:
         pending = {pool.submit(_worker_run, job) for job in jobs}
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            pending = {f for f in pending if not f.cancelled()}
             while events is not None:
                 try:
                     index, step, done, total = events.get_nowait()
@@ -571,22 +640,47 @@ def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None
                     _err(outcome.error)
                 outcomes.append(outcome)
                 overall.update(1)
+                if outcome.extra.get("disk_full"):
+                    stop_early = True
+                    for other in pending:
+                        other.cancel()
         # jobs lost with a dead worker still count as failed, with their one line
         seen = {o.index for o in outcomes}
         for job in jobs:
-            if job.index not in seen:
+            if job.index not in seen and not stop_early:
                 outcome = Outcome(job.index, "failed", f"{job.path}: internal error: its worker process died")
                 _err(outcome.error)
                 outcomes.append(outcome)
     except KeyboardInterrupt:
-        # the workers got the same SIGINT; do not wait for queued scans (finished ones are complete)
-        pool.shutdown(wait=False, cancel_futures=True)
+        # do not wait for queued scans (finished ones are complete); the scans at hand stop too
+        for future in pending:
+            future.cancel()
+        _stop_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for bar in scan_bars.values():
             bar.close()
         overall.close()
+
+
+def _stop_workers(pool, grace_s: float = 4.0) -> None:
+    """Interrupt the workers (a SIGINT sent to this process alone does not reach them), give them
+    ``grace_s`` to remove their temporary folders, then terminate what is left (a killed worker's
+    hidden .part folder is cleaned by the next run)."""
+    processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
+    for proc in processes:
+        try:
+            os.kill(proc.pid, signal.SIGINT)
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_s
+    for proc in processes:
+        proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
 
 
 # --- compare, demo, models, train --------------------------------------------------------------
@@ -694,9 +788,28 @@ def _grid_text(card) -> str:
         return "?"
 
 
+def cmd_models_import(args) -> int:
+    """``models import WEIGHTS --preset NAME --out FILE``: a published model's released weights -> our checkpoint."""
+    from .models.presets import import_weights, presets_line
+
+    if not args.weights or not args.preset or not args.out:
+        raise UsageError(f"models import needs WEIGHTS --preset NAME --out FILE (presets: {presets_line()})")
+    try:
+        card = import_weights(Path(args.weights), args.preset, Path(args.out))
+    except BavisError as err:
+        _err(failure_line(args.weights, err))
+        return EXIT_FAILED
+    print(f"wrote {args.out}: {card.name} {card.version} ({card.architecture}), source sha256 {card.source['sha256']}")
+    return EXIT_OK
+
+
 def cmd_models(args) -> int:
     from . import pipeline
 
+    if args.checkpoint == "import":
+        return cmd_models_import(args)
+    if args.weights or args.preset or args.out:
+        raise UsageError("--preset and --out belong to 'napari-bavis models import WEIGHTS --preset NAME --out FILE'")
     if args.checkpoint:
         from .models import load_checkpoint
 
@@ -829,8 +942,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    m = sub.add_parser("models", help="list bundled models, or show a checkpoint's model card")
-    m.add_argument("checkpoint", nargs="?", metavar="FILE", help="a checkpoint (or bundled name) to describe")
+    m = sub.add_parser("models", help="list bundled models, show a checkpoint's model card, or import a published model "
+                                      "(models import WEIGHTS --preset NAME --out FILE)")
+    m.add_argument("checkpoint", nargs="?", metavar="FILE|import", help="a checkpoint (or bundled name) to describe, or 'import'")
+    m.add_argument("weights", nargs="?", metavar="WEIGHTS", help="import: the released weight file (a plain state_dict)")
+    m.add_argument("--preset", metavar="NAME", help="import: which published model the weights are (e.g. sfcn-ukb)")
+    m.add_argument("--out", metavar="FILE", help="import: the napari-bavis checkpoint to write")
     m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train a demo model on phantoms (resumes), or the real-brain model on a BIDS dataset")
@@ -861,6 +978,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("napari-bavis: interrupted")
         return EXIT_INTERRUPTED
+    except OSError as err:  # e.g. the results table on a full disk: one line, not a traceback
+        _err(f"napari-bavis: {os_error_text(err)}")
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -177,7 +177,8 @@ def test_same_scan_name_in_two_folders_gets_two_stable_folders(tmp_path):
 
 
 def test_find_scans_searches_folders_and_skips_the_output_folder(tmp_path):
-    for rel in ("x/s1.nii.gz", "x/deep/s2.nii", "x/readme.txt", "x/out/s1/map_smoe.nii.gz"):
+    for rel in ("x/s1.nii.gz", "x/deep/s2.nii", "x/readme.txt", "x/out/s1/map_smoe.nii.gz", "x/out/s1/report.json",
+                "x/out/.s1.abcdefgh.part/map_smoe.nii.gz", "x/.hidden/s3.nii.gz"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     found = cli.find_scans([tmp_path / "x", tmp_path / "x" / "s1.nii.gz"], exclude=tmp_path / "x" / "out")
