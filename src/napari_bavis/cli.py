@@ -256,6 +256,7 @@ class Job:
     mode: str
     force: bool = False
     started: float = 0.0  # wall-clock start of the run: older .part folders of this scan are stale
+    explain: dict = field(default_factory=dict)  # analyze's atlas / region_importance / faithfulness / sanity_check
 
 
 @dataclass
@@ -288,7 +289,7 @@ def run_job(job: Job, model, device: str, progress=None) -> Outcome:
             if card is not None and card.sex_encoding is not None and job.sex is None:
                 raise BavisError(f"the model {card.name} needs the sex (F/M): give --sex or a sex column in --covariates")
             analysis = pipeline.analyze(scan, model=model, chronological_age=job.age, sex=job.sex,
-                                        methods=job.methods, device=device, progress=progress)
+                                        methods=job.methods, device=device, progress=progress, **job.explain)
             pipeline.export_analysis(analysis, out_dir, threshold=job.threshold, mode=job.mode)
         return Outcome(job.index, "done", seconds=time.perf_counter() - start)
     except Exception as err:  # one line per scan, whatever went wrong
@@ -462,14 +463,36 @@ def _model_ref(text: str):
     return text if text in BUNDLED else Path(text)
 
 
+def add_explain_arguments(parser) -> None:
+    """Issue 12's switches: the atlas, region importance, faithfulness, the randomisation check."""
+    from .atlases import ATLASES, DEFAULT_ATLAS
+
+    parser.add_argument("--atlas", choices=(*ATLASES, "none"), default=DEFAULT_ATLAS,
+                        help=f"atlas that names the regions (default {DEFAULT_ATLAS}; none: no atlas)")
+    parser.add_argument("--region-importance", action=argparse.BooleanOptionalAction, default=None,
+                        help="brain age with each atlas region occluded (default: on when it takes under 10 s)")
+    parser.add_argument("--faithfulness", action=argparse.BooleanOptionalAction, default=None,
+                        help="deletion/insertion curves of every map (default: on when they take under 10 s)")
+    parser.add_argument("--sanity-check", action="store_true",
+                        help="model-randomisation test of the maps (Adebayo et al. 2018) into report.json")
+
+
+def explain_options(args) -> dict:
+    return {"atlas": None if args.atlas == "none" else args.atlas, "region_importance": args.region_importance,
+            "faithfulness": args.faithfulness, "sanity_check": args.sanity_check}
+
+
 def cmd_analyze(args) -> int:
+    from .regions import DEFAULT_MODE, DEFAULT_THRESHOLD
+
     t0 = time.perf_counter()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder")
     if args.top_percent is not None and args.threshold is not None:
         raise UsageError("give --threshold or --top-percent, not both")
-    mode, threshold = ("top_percent", args.top_percent) if args.top_percent is not None else ("value", 0.3 if args.threshold is None else args.threshold)
+    mode, threshold = (("top_percent", args.top_percent) if args.top_percent is not None
+                       else ("value", args.threshold) if args.threshold is not None else (DEFAULT_MODE, DEFAULT_THRESHOLD))
     if mode == "value" and not 0 <= threshold <= 1:
         raise UsageError(f"--threshold {threshold:g}: must be between 0 and 1")
     if mode == "top_percent" and not 0 < threshold <= 100:
@@ -514,7 +537,8 @@ def cmd_analyze(args) -> int:
             skipped += 1
             rows.append(result_row(name, scan, "skipped", report, sex))
             continue
-        jobs.append(Job(i, str(scan), str(out / name), age, sex, args.methods, threshold, mode, args.force, started))
+        jobs.append(Job(i, str(scan), str(out / name), age, sex, args.methods, threshold, mode, args.force, started,
+                        explain_options(args)))
 
     workers = args.workers
     if device != "cpu" and workers > 1:
@@ -767,7 +791,7 @@ def cmd_demo(args) -> int:
         scan = scan_from_image(image, path=f"{label}.nii.gz")  # names the figure and report after the sample
         analysis = pipeline.analyze(scan, model=model, chronological_age=age, sex=sex,
                                     methods=pipeline.ALL_METHODS, device=device, progress=progress)
-        report = pipeline.export_analysis(analysis, out, threshold=0.3, mode="value")
+        report = pipeline.export_analysis(analysis, out)  # the default cut (regions.DEFAULT_THRESHOLD)
         write_nifti(out / "scan.nii.gz", image)
     except Exception as err:
         bar.close()
@@ -895,6 +919,7 @@ def _age_arg(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from .pipeline import DEFAULT_METHODS, DEFAULT_MODEL
+    from .regions import DEFAULT_THRESHOLD
 
     parser = argparse.ArgumentParser(
         prog="napari-bavis",
@@ -915,8 +940,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--covariates", metavar="CSV", help="table with a file (or scan) column and age and sex columns")
     a.add_argument("--methods", type=_methods, default=tuple(DEFAULT_METHODS), metavar="LIST",
                    help=f"comma-separated map methods or 'all' (default {','.join(DEFAULT_METHODS)})")
-    a.add_argument("--threshold", type=float, default=None, help="map value for the regions table (default 0.3)")
-    a.add_argument("--top-percent", type=float, default=None, metavar="K", help="instead: keep the top K %% of each map")
+    a.add_argument("--threshold", type=float, default=None, help="regions table: map values above V (the thesis used 0.3)")
+    a.add_argument("--top-percent", type=float, default=None, metavar="K",
+                   help=f"regions table: the top K %% of each map (default {DEFAULT_THRESHOLD:g})")
+    add_explain_arguments(a)
     a.add_argument("--device", choices=devices, default="auto")
     a.add_argument("--workers", type=int, default=1, metavar="N", help="parallel CPU processes (one model each)")
     a.add_argument("--force", action="store_true", help="redo scans whose results are already complete")

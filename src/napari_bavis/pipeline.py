@@ -23,9 +23,10 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
+from .atlases import DEFAULT_ATLAS
 from .errors import BavisError, Cancelled, CheckpointError
 from .io import Scan, load_scan, scan_from_image
-from .regions import activated_regions, threshold_value
+from .regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
 from .summary import analysis_title, unique_notes
 
 #: Methods shown by default: the thesis's final map and its two factors.
@@ -126,6 +127,12 @@ class Analysis:
     #: (model grid affine, template->scan matrix, brain mask on the file's grid or None): lets an oblique
     #: scan's maps go from the model grid straight onto the file's grid (one interpolation, not two).
     source_geometry: tuple | None = None
+    #: issue 12 (explain/clinical.py): the atlas used, maps by atlas region, occlusion in years, faithfulness
+    atlas: str | None = None
+    atlas_regions: dict = field(default_factory=dict)
+    region_importance: list | None = None
+    faithfulness: dict = field(default_factory=dict)
+    sanity_check: dict | None = None
 
     def map_image(self, method: str):
         """A map as a NIfTI image in the scan file's own voxel grid and affine."""
@@ -138,9 +145,18 @@ class Analysis:
             return nifti_like(values, self.scan.source_affine, self.scan.header)
         return self.scan.to_source(self.maps[method])
 
-    def regions(self, method: str, threshold: float = 0.3, mode: str = "value", min_size_mm3: float = 50.0):
+    def regions(self, method: str, threshold: float = DEFAULT_THRESHOLD, mode: str = DEFAULT_MODE,
+                min_size_mm3: float = 50.0):
         cutoff = threshold_value(self.maps[method], threshold, mode)
-        return activated_regions(self.maps[method], self.scan.display_affine, cutoff, min_size_mm3)
+        labels, table = activated_regions(self.maps[method], self.scan.display_affine, cutoff, min_size_mm3)
+        return labels, self.name_regions(labels, table)
+
+    def name_regions(self, labels, table):
+        """Connected regions on the display grid named after the atlas region they overlap most."""
+        from .explain.clinical import name_regions
+
+        geometry = self.source_geometry
+        return name_regions(labels, table, self.scan.display_affine, geometry[1] if geometry else None, self.atlas)
 
 
 @dataclass
@@ -267,6 +283,10 @@ def analyze(
     progress: Progress | None = None,
     cancel=None,
     restrict_to_brain: bool = True,
+    atlas: str | None = DEFAULT_ATLAS,
+    region_importance: bool | None = None,
+    faithfulness: bool | None = None,
+    sanity_check: bool = False,
     **explain_options,
 ) -> Analysis:
     """Brain age and explanation maps of one scan (path, nibabel image or Scan).
@@ -274,6 +294,9 @@ def analyze(
     ``progress(step, done, total)`` is called as each step starts; ``cancel`` (anything with
     ``is_set()``) is checked between steps and raises :class:`Cancelled`. ``restrict_to_brain``
     zeroes the maps outside the brain mask on the scan (the model grid's box holds skull and air too).
+    ``atlas`` names regions (``atlases.ATLASES``; None: none); ``region_importance`` and
+    ``faithfulness``: True, False or None (run when they take at most 10 s, docs/explain.md);
+    ``sanity_check``: the model-randomisation test of the maps (explain/sanity.py).
     """
     import torch
 
@@ -305,6 +328,18 @@ def analyze(
         s = _sex_tensor(card, sex, dev)
         inputs = (x, s) if s is not None else x
         maps_model = compute_maps(module, inputs, methods=methods, **explain_options)
+    from .explain.clinical import readout
+
+    steps.total += 3
+    hookable = _hookable(module)
+    extra = readout(module if hookable else None, card, pre, maps_model, _sex_tensor(card, sex, dev) if hookable else None,
+                    atlas, region_importance, faithfulness, start=steps.start)
+    sanity = None
+    if sanity_check and maps_model:
+        from .explain.sanity import model_randomisation
+
+        steps.start("sanity check")
+        sanity = model_randomisation(module, inputs, methods, **explain_options)
     steps.start("maps onto the scan")
     display_mask = _display_brain_mask(pre, scan)
     maps = _maps_on_scan(pre, scan, maps_model, display_mask if restrict_to_brain else None)
@@ -318,13 +353,16 @@ def analyze(
         "methods": list(methods),
         "maps_restricted_to_brain_mask": bool(restrict_to_brain and getattr(pre, "brain_mask", None) is not None),
         "explain_options": _jsonable(explain_options),
+        "explanation_checks": _jsonable(extra.record),
         "device": str(dev),
         "versions": versions(),
     }
     return Analysis(
         scan=scan, card=card, prediction=prediction, maps=maps, maps_model=maps_model,
         qc=_qc_images(pre, display_mask, scan), timings=timings, record=record, device=str(dev), notes=notes,
-        source_geometry=_source_geometry(pre, restrict_to_brain),
+        source_geometry=_source_geometry(pre, restrict_to_brain), atlas=atlas if atlas else None,
+        atlas_regions=extra.atlas_regions, region_importance=extra.region_importance,
+        faithfulness=extra.faithfulness, sanity_check=sanity,
     )
 
 
@@ -471,7 +509,7 @@ FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
 def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect,
-                while_writing=None, source_image=None):
+                while_writing=None, source_image=None, name_regions=None):
     """Each map as NIfTI in the scan file's space (``source_image(method)``, default the display map put
     back with ``scan.to_source``), and its regions table; returns (files, regions)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -492,7 +530,9 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
             files[method] = name
         for method, values in maps.items():
             cutoff = threshold_value(values, threshold, mode)
-            _, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+            labels, table = activated_regions(values, scan.display_affine, cutoff, min_size_mm3)
+            if name_regions is not None:
+                table = name_regions(labels, table)
             regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
         if while_writing is not None:  # e.g. the figure: drawn while the maps are compressed
             while_writing()
@@ -517,8 +557,8 @@ def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: st
 def export_analysis(
     analysis: Analysis,
     out_dir,
-    threshold: float = 0.3,
-    mode: str = "value",
+    threshold: float = DEFAULT_THRESHOLD,
+    mode: str = DEFAULT_MODE,
     min_size_mm3: float = 50.0,
     figure_method: str | None = None,
 ) -> dict:
@@ -535,7 +575,7 @@ def export_analysis(
         title = analysis_title(analysis.scan.name, analysis.prediction)
         files, regions = _write_maps(
             tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
-            source_image=analysis.map_image, while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
+            source_image=analysis.map_image, name_regions=analysis.name_regions, while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
                                                 title, figure_method))
         report = analysis_report(analysis, threshold, mode, regions, files)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
@@ -561,6 +601,11 @@ def analysis_report(analysis: Analysis, threshold, mode, regions, files) -> dict
         "threshold": {"value": threshold, "mode": mode},
         "maps": files,
         "regions": regions,
+        "atlas": analysis.atlas,
+        "atlas_regions": analysis.atlas_regions,
+        "region_importance": analysis.region_importance,
+        "faithfulness": analysis.faithfulness,
+        "sanity_check": analysis.sanity_check,
         "model": card_summary(analysis.card),
         "model_card_summary": analysis.card.summary() if hasattr(analysis.card, "summary") else "",
         "preprocessing": analysis.record.get("preprocessing", {}),

@@ -8,6 +8,10 @@ import numpy as np
 from scipy import ndimage
 
 THRESHOLD_MODES = ("value", "top_percent")
+#: The default cut: the top 5 % of each map's support. A fixed share keeps every activated region
+#: below 5 % of the brain whatever the map's shape; the thesis's map value 0.3 turned smooth maps into
+#: one region of most of the brain (docs/explain.md, "Threshold"). ``mode="value"`` keeps 0.3 available.
+DEFAULT_THRESHOLD, DEFAULT_MODE = 5.0, "top_percent"
 
 
 def threshold_value(values: np.ndarray, threshold: float = 0.3, mode: str = "value") -> float:
@@ -38,7 +42,8 @@ class Region:
     peak_ras_mm: tuple[float, float, float]
     centroid_ras_mm: tuple[float, float, float]
     share_of_map: float  # fraction of the whole map's sum that lies inside this region
-    atlas_name: str | None = None
+    atlas_name: str | None = None  # the atlas region it overlaps most (explain/atlas_summary.py)
+    atlas_overlap: float | None = None  # the share of its voxels inside that atlas region
 
     def to_dict(self) -> dict:
         return asdict(self)
