@@ -98,7 +98,8 @@ def find_scans(paths: Sequence, exclude=None) -> list[Path]:
         p = Path(raw)
         if p.is_dir():
             for f in p.rglob("*"):
-                if is_scan_path(f.name) and not any(part.startswith(".") for part in f.relative_to(p).parts) and f.is_file():
+                # not only regular files: a FIFO or a link to a device named *.nii fails with its own line
+                if is_scan_path(f.name) and not any(part.startswith(".") for part in f.relative_to(p).parts) and not f.is_dir():
                     resolved = f.resolve()
                     if exclude is not None and _in_result_folder(resolved, exclude):
                         continue

@@ -19,6 +19,7 @@ import numpy as np
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
 from .errors import ScanError
+from .limits import check_file, check_header, check_intensity_range, nibabel_messages
 
 #: napari axis order of every displayed scan: slider over S (axial), rows A, columns R.
 DISPLAY_AXES = ("S", "A", "R")
@@ -119,33 +120,45 @@ def is_scan_path(path: str | os.PathLike) -> bool:
 
 
 def load_image(path: str | os.PathLike) -> nib.spatialimages.SpatialImage:
-    """Open a NIfTI/MGH file, turning every way it can be unreadable into one ScanError line."""
+    """Open a NIfTI/MGH file, turning every way it can be unreadable into one ScanError line.
+
+    Only the header is read: :mod:`napari_bavis.limits` checks size, voxel size and orientation
+    before any voxel is decompressed."""
+    return _open_image(path)[0]
+
+
+def _open_image(path) -> tuple[nib.spatialimages.SpatialImage, list[str]]:
+    """(image, nibabel's own messages about header fixes, as warnings)."""
     p = Path(path)
     if not p.exists():
         raise ScanError(f"{p.name}: file not found")
-    if p.is_dir():
-        raise ScanError(f"{p.name}: is a folder, not a scan file")
-    if p.stat().st_size == 0:
-        raise ScanError(f"{p.name}: the file is empty (0 bytes)")
+    check_file(p)  # folders, FIFOs, devices (a link to /dev/zero), empty files
     try:
-        img = nib.load(str(p))
+        with nibabel_messages() as messages:
+            img = nib.load(str(p))
     except Exception as err:  # nibabel raises many types for foreign files
         raise ScanError(f"{p.name}: not a readable NIfTI/MGH image ({_short(err)})") from None
     if not isinstance(img, nib.spatialimages.SpatialImage) or not hasattr(img, "affine"):
         raise ScanError(f"{p.name}: not a volume image")
-    return img
+    check_header(img, p)
+    return img, [f"{p.name}: header: {m}" for m in dict.fromkeys(messages)]
 
 
 def load_scan(path: str | os.PathLike) -> Scan:
     """Read a scan file into a Scan on its display grid, or raise ScanError with one readable line."""
-    img = load_image(path)
-    return scan_from_image(img, path=str(path))
+    img, notes = _open_image(path)
+    scan = scan_from_image(img, path=str(path))
+    scan.warnings[:0] = notes
+    return scan
 
 
 def image_data(img: nib.spatialimages.SpatialImage, label: str = "scan") -> np.ndarray:
     """The voxel array as float32, with truncated or corrupt payloads reported as ScanError."""
     try:
-        data = np.asanyarray(img.dataobj)
+        with nibabel_messages():
+            data = np.asanyarray(img.dataobj)
+    except MemoryError:
+        raise ScanError(f"{label}: not enough memory to read its {_shape(img.shape)} voxels") from None
     except Exception as err:
         raise ScanError(f"{label}: the file is truncated or corrupt ({_short(err)})") from None
     if data.dtype.kind not in "biuf":
@@ -176,6 +189,7 @@ def checked_volume(data: np.ndarray, label: str = "scan") -> tuple[np.ndarray, l
     lo, hi = float(data.min()), float(data.max())
     if lo == hi:
         raise ScanError(f"{label}: contains no signal (every voxel equals {lo:g})")
+    check_intensity_range(lo, hi, label)
     return data, warnings
 
 

@@ -183,3 +183,25 @@ def test_ctrl_c_with_two_workers_ends_promptly_with_nothing_half_written(tmp_pat
     for folder in out.iterdir():
         if folder.is_dir() and not folder.name.startswith("."):
             assert cli.finished_report(folder) is not None, folder  # nothing half-written in view
+
+
+def test_hostile_corpus_gives_one_line_each_quickly(tmp_path, tiny_model):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+    from hostile_scans import write_hostile_scans
+
+    cases = write_hostile_scans(tmp_path / "in")
+    start = time.perf_counter()
+    code, stdout, stderr = run_cli(["analyze", tmp_path / "in", "--out", tmp_path / "o", "--model", tiny_model,
+                                    "--sex", "F", "--quiet"])
+    assert time.perf_counter() - start < 120
+    assert code == 1 and "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("napari-bavis: ") and "done" in lines[-1]
+    for key, (path, words) in cases.items():
+        named = stderr_lines_naming(stderr, path)
+        ok = [line for line in stdout.splitlines() if str(path) in line]
+        assert len(named) + len(ok) == 1, (key, named, ok)
+        if words is not None:
+            assert words in named[0], (key, named)
+    assert "no positive intensities" in stderr_lines_naming(stderr, cases["negative-only"][0])[0]
+    assert len(lines) == 1 + sum(1 for key in cases if stderr_lines_naming(stderr, cases[key][0]))

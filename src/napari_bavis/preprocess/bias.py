@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from ..errors import PreprocessError
 from .geometry import from_sitk, to_sitk
 
 N4_FIT_SPACING_MM = 8.0
@@ -29,7 +30,10 @@ def n4_correct(data: np.ndarray, affine: np.ndarray, brain: np.ndarray | None = 
         mask = sitk.Cast(sitk.Shrink(to_sitk(np.asarray(brain, np.float32), affine), shrink) > 0.5, sitk.sitkUInt8)
     else:
         mask = sitk.OtsuThreshold(small, 0, 1, 200)
-    small = sitk.Add(small, 1e-3 * float(np.percentile(positive[positive > 0], 99)))  # N4 works on log intensities
+    bright = positive[positive > 0]
+    if bright.size == 0:  # validated_volume refuses such scans; arrays handed in directly get one line too
+        raise PreprocessError("bias correction: the volume has no positive intensities")
+    small = sitk.Add(small, 1e-3 * float(np.percentile(bright, 99)))  # N4 works on log intensities
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations(list(N4_ITERATIONS))
     n4.SetConvergenceThreshold(N4_CONVERGENCE)

@@ -6,8 +6,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import ScanError
-
-MIN_VOXELS_PER_AXIS = 32
+from ..limits import check_field_of_view, check_intensity_range, check_positive_signal
 
 
 def _shape_text(shape) -> str:
@@ -35,14 +34,10 @@ def validated_volume(image) -> tuple[np.ndarray, np.ndarray]:
     dtype = image.get_data_dtype()
     if dtype.fields is not None or np.issubdtype(dtype, np.complexfloating):
         raise ScanError(f"The image holds {dtype} voxels (RGB or complex); a scalar intensity volume is needed.")
-    if min(spatial) < MIN_VOXELS_PER_AXIS:
-        raise ScanError(
-            f"The volume is too small ({_shape_text(spatial)} voxels); "
-            f"at least {MIN_VOXELS_PER_AXIS} voxels per axis are needed."
-        )
     affine = np.asarray(image.affine, float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-6:
         raise ScanError("The image's voxel-to-world affine is singular or not finite; its geometry is unknown.")
+    check_field_of_view(spatial, np.linalg.norm(affine[:3, :3], axis=0))  # millimetres, not voxel counts
     data = np.asarray(image.get_fdata(dtype=np.float32)).reshape(spatial)
     finite = np.isfinite(data)
     if not finite.all():
@@ -53,6 +48,8 @@ def validated_volume(image) -> tuple[np.ndarray, np.ndarray]:
         raise ScanError("The volume is empty: every voxel is 0.")
     if hi == lo:
         raise ScanError(f"The volume is constant (every voxel is {hi:g}); there is no image to process.")
+    check_intensity_range(lo, hi)
+    check_positive_signal(data)
     return data, affine
 
 
