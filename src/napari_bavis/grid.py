@@ -1,8 +1,10 @@
 """Voxel grids the models live on: a shape plus a voxel-to-RAS-mm affine.
 
-Arrays on a model grid are stored in NIfTI (i, j, k) order with a RAS-aligned
-affine, so axis 0 runs Left->Right, axis 1 Posterior->Anterior and axis 2
-Inferior->Superior; axial slices are ``array[:, :, k]``.
+Arrays on this project's model grids are stored in NIfTI (i, j, k) order with a
+RAS-aligned affine, so axis 0 runs Left->Right, axis 1 Posterior->Anterior and axis 2
+Inferior->Superior; axial slices are ``array[:, :, k]``. A published model's grid keeps
+its own storage order in its affine (SFCN: FSL's, axis 0 Right->Left): code that maps
+through ``affine`` needs no special case.
 """
 
 from __future__ import annotations
@@ -52,3 +54,15 @@ class Grid:
 
 #: The thesis / SPM-DARTEL / brainageR grid: 121x145x121 voxels at 1.5 mm, MNI box -90..90, -126..90, -72..108.
 MNI_1P5 = Grid.from_bbox(((-90, 90), (-126, 90), (-72, 108)), 1.5)
+
+#: FSL's MNI152_T1_1mm grid: 182x218x182 voxels, voxel (i, j, k) -> (90 - i, j - 126, k - 72) mm, stored "LAS"
+#: (axis 0 runs Right->Left). Defined from FSL's known affine: FSL's file itself is not shipped here.
+FSL_MNI152_1MM = Grid(shape=(182, 218, 182),
+                      affine=np.array([[-1.0, 0, 0, 90], [0, 1, 0, -126], [0, 0, 1, -72], [0, 0, 0, 1]]))
+
+
+def crop(grid: Grid, start, shape) -> Grid:
+    """The sub-grid of ``grid`` from voxel ``start`` with ``shape`` voxels, with its own affine."""
+    affine = np.array(grid.affine, float)
+    affine[:3, 3] = affine[:3, :3] @ np.asarray(start, float) + affine[:3, 3]
+    return Grid(shape=tuple(int(n) for n in shape), affine=affine)

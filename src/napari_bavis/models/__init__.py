@@ -17,11 +17,12 @@ from .inference import (
     fit_bias_correction,
     predict_age,
 )
+from .presets import PRESETS, import_weights, preset_card, preset_names
 from .registry import available, build, info
 
 __all__ = [
-    "AgePrediction", "DeviceError", "ModelCard", "ModelInputError", "Similarity", "TorchScriptModel",
+    "AgePrediction", "DeviceError", "ModelCard", "ModelInputError", "PRESETS", "Similarity", "TorchScriptModel",
     "available", "build", "compare", "correct_brain_age", "corrected_gap", "default_card", "embed",
-    "fit_bias_correction", "info", "load_checkpoint", "pick_device", "predict_age", "save_checkpoint",
+    "fit_bias_correction", "import_weights", "info", "load_checkpoint", "preset_card", "preset_names", "pick_device", "predict_age", "save_checkpoint",
     "state_dict_checksum",
 ]

@@ -52,6 +52,11 @@ class ModelCard:
     licence: str = "unknown"
     intended_use: str = "research use only"
     checksum: str | None = None
+    #: a published model's exact input (template grid, storage order, crop, statistics):
+    #: ``preprocess.input_space.InputSpace.to_dict()``; null for this project's own models
+    input_space: dict | None = None
+    #: where imported weights came from: file, sha256, preset, paper, url, population (models/presets.py)
+    source: dict | None = None
     #: keys this version does not know, kept so a card survives a round trip unchanged
     extra: dict = field(default_factory=dict)
 
@@ -135,6 +140,15 @@ class ModelCard:
             lengths = {len(v) if isinstance(v, (list, tuple)) else -1 for v in refs.values()}
             if len(lengths) != 1 or -1 in lengths or 0 in lengths:
                 raise _bad("reference_embeddings", "must all be non-empty lists of the same length")
+        if self.input_space is not None:
+            from ..preprocess.input_space import InputSpace, check_card_grid
+
+            check_card_grid(InputSpace.from_dict(self.input_space), self.model_grid)
+        from .bins import check_head
+
+        check_head(self)
+        if self.source is not None and not isinstance(self.source, dict):
+            raise _bad("source", "must be null or an object")
         if self.task == "siamese" and self.sex_encoding is not None:
             raise _bad("sex_encoding", "must be null for a Siamese encoder (it takes no sex)")
         try:
@@ -169,6 +183,21 @@ class ModelCard:
                 lines.append("bias correction: none (gaps are uncorrected)")
         elif self.reference_embeddings:
             lines.append("reference embeddings: " + ", ".join(self.reference_embeddings))
+        if self.input_space:
+            sp = self.input_space
+            lines.append(f"input space: {sp.get('template')}; storage {sp.get('storage')}, crop "
+                         f"{'x'.join(map(str, sp.get('crop', {}).get('shape', [])))} at {sp.get('crop', {}).get('start')}, "
+                         f"normalisation statistics over the {str(sp.get('normalisation_statistics')).replace('_', ' ')}")
+        head = (self.output or {}).get("head")
+        if head:
+            lines.append(f"output head: {head.get('count')} bins of {head.get('width')} y from {head.get('start')} y, "
+                         "age = sum(p * centre), uncertainty = SD of p")
+        if self.source:
+            src = self.source
+            lines.append(f"source: {src.get('file', '?')} (sha256 {str(src.get('sha256', '?'))[:16]}…), preset "
+                         f"{src.get('preset', '?')}; {src.get('paper', '')}")
+            if src.get("population"):
+                lines.append(f"population: {src['population']}")
         lines += [
             f"training data: {self.training_data}",
             f"provenance: {self.provenance}",
@@ -197,13 +226,10 @@ def default_card(architecture: str, name: str | None = None, **overrides: Any) -
         card.sex_encoding = None
         card.output = {"meaning": "L2-normalised embedding", "units": "none"}
     if architecture == "sfcn":
-        card.sex_encoding = None
-        card.training_age_range = [42.0, 82.0]
-        card.preprocessing = {
-            "bias_correction": False, "brain_extraction": True, "registration": "affine",
-            "segmentation": False, "modulation": False, "smoothing_fwhm_mm": 0.0,
-            "intensity_normalisation": "mean",
-        }
+        from .presets import _sfcn_input_fields
+
+        for key, value in _sfcn_input_fields().items():  # the published input space and bin head
+            setattr(card, key, value)
         card.licence = "MIT (architecture, Peng et al. 2021); weights: as distributed by their authors"
     if architecture == "ba3d" and overrides.get("architecture_kwargs", {}).get("use_sex") is False:
         card.sex_encoding = None

@@ -211,7 +211,11 @@ def load_checkpoint(path, device="auto", architecture: str | None = None, card: 
         raise CheckpointError(f"{path.name}: a PyTorch file but neither a napari-bavis checkpoint nor a state_dict")
     arch = architecture or (given.architecture if given is not None else None)
     if arch is None:
-        raise CheckpointError(f"{path.name} is a plain state_dict: say which architecture it is (architecture=...)")
+        from .presets import preset_names
+
+        raise CheckpointError(f"{path.name} is a plain state_dict without a model card: import it with a preset "
+                              f"(napari-bavis models import {path.name} --preset NAME --out model.pt; presets: "
+                              f"{', '.join(preset_names())}), or pass architecture=...")
     if given is not None and given.architecture != arch:
         raise CheckpointError(f"architecture {arch!r} does not match the card's {given.architecture!r}")
     kwargs = architecture_kwargs if architecture_kwargs is not None else (given.architecture_kwargs if given else {})

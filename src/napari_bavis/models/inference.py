@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import BavisError
+from .bins import distribution, edge_warning, head_of
 from .card import BIAS_METHODS, ModelCard
 
 
@@ -117,7 +118,7 @@ def _autocast(device: torch.device, amp: bool):
 class AgePrediction:
     brain_age: float
     slab_ages: list[float] | None = None
-    uncertainty: float | None = None  # SD (ddof=1) of the slab ages, or of an ensemble's member ages
+    uncertainty: float | None = None  # SD (ddof=1) of slab or member ages; a bin head's distribution SD
     chronological_age: float | None = None
     gap: float | None = None  # brain age − chronological age, uncorrected
     brain_age_corrected: float | None = None
@@ -145,8 +146,13 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
     model.eval()
     try:
         with torch.inference_mode(), _autocast(device, amp):
-            members = None
-            if hasattr(model, "forward_slabs"):
+            members = binned = None
+            head = head_of(card)
+            if head is not None and hasattr(model, "log_probs"):
+                slabs = None
+                brain_age, spread, p = distribution(head, model.log_probs(x).float().cpu())
+                binned = (spread, edge_warning(head, brain_age, p))
+            elif hasattr(model, "forward_slabs"):
                 slabs = model.forward_slabs(x, s).float().reshape(-1).cpu().double()
                 brain_age = float(slabs.mean())
             elif hasattr(model, "forward_members"):
@@ -164,6 +170,8 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
         out.uncertainty = float(slabs.std(unbiased=True)) if slabs.numel() > 1 else None
     if members is not None and members.numel() > 1:
         out.uncertainty = float(members.std(unbiased=True))  # spread of the ensemble's members
+    if binned is not None:
+        out.uncertainty = binned[0]  # SD of the predicted age distribution over the bins
     if chronological_age is not None:
         y = float(chronological_age)
         if not math.isfinite(y) or y <= 0:
@@ -175,6 +183,8 @@ def predict_age(model: nn.Module, card, volume, sex=None, chronological_age=None
             out.gap_corrected = out.brain_age_corrected - y
             out.correction_method = card.bias_correction["method"]
     out.out_of_range_warning = _out_of_range_warning(card, brain_age, out.chronological_age)
+    if binned is not None and binned[1]:
+        out.out_of_range_warning = "; ".join(w for w in (out.out_of_range_warning, binned[1]) if w)
     return out
 
 

@@ -13,7 +13,7 @@ from typing import Callable
 from torch import nn
 
 from ..errors import CheckpointError
-from ..grid import MNI_1P5, Grid
+from ..grid import FSL_MNI152_1MM, MNI_1P5, Grid, crop
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,9 @@ def _siamese3d(**kw):
     return Siamese3D(**kw)
 
 
-#: SFCN's input: FSL MNI152 1 mm (182x218x182) centre-cropped to 160x192x160 (RAS-aligned here).
-SFCN_GRID = Grid.from_bbox(((-80, 79), (-113, 78), (-61, 98)), 1.0)
+#: SFCN's input: FSL MNI152 1 mm (182x218x182) centre-cropped to 160x192x160 (voxels 11, 13, 11 on), in FSL's
+#: storage order (axis 0 runs right -> left: x = 79 ... -80 mm); see preprocess/input_space.py.
+SFCN_GRID = crop(FSL_MNI152_1MM, (11, 13, 11), (160, 192, 160))
 
 _REGISTRY: dict[str, ArchitectureInfo] = {
     "ba_slab": ArchitectureInfo(_ba_slab, "brain_age", MNI_1P5, "gm",

@@ -17,6 +17,7 @@ from ..errors import Cancelled
 from ..grid import Grid
 from . import brain_mask as bm
 from .bias import n4_correct
+from .input_space import build_model_input
 from .orient import canonical, validated_volume
 from .register import MIN_REGISTRATION_CORRELATION, correlation_in_mask, register_to_template
 from .resample import grid_to_scan, normalise, scan_to_grid, smooth
@@ -261,12 +262,17 @@ def preprocess(
 
     # 6b. smoothing and intensity normalisation of what the model reads
     begin("smoothing_normalisation")
-    source = registered if spec.input_kind == "t1" else gm_model
-    smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
-    stats_mask = brain_grid if mask is not None else template_mask_grid
-    model_input, norm_record = normalise(smoothed, spec.intensity_normalisation, stats_mask)
-    if spec.input_kind == "t1" and mask is not None:
-        model_input = model_input * brain_grid
+    if spec.input_space is not None and spec.input_kind == "t1":
+        # a published model's exact recipe (template grid, statistics, crop): docs/models.md
+        model_input, norm_record = build_model_input(spec.input_space, data, affine, mask, template_to_scan,
+                                                     spec.intensity_normalisation, spec.smoothing_fwhm_mm)
+    else:
+        source = registered if spec.input_kind == "t1" else gm_model
+        smoothed = smooth(source, grid, spec.smoothing_fwhm_mm)
+        stats_mask = brain_grid if mask is not None else template_mask_grid
+        model_input, norm_record = normalise(smoothed, spec.intensity_normalisation, stats_mask)
+        if spec.input_kind == "t1" and mask is not None:
+            model_input = model_input * brain_grid
     record["steps"]["smoothing_normalisation"] = {
         "input_kind": spec.input_kind,
         "smoothing_fwhm_mm": spec.smoothing_fwhm_mm,

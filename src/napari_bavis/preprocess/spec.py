@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..errors import PreprocessError
+from ..errors import CheckpointError, PreprocessError
 from ..grid import MNI_1P5, Grid
 
 INPUT_KINDS = ("t1", "gm")
@@ -32,6 +32,9 @@ class PreprocessSpec:
     modulation: bool = False
     smoothing_fwhm_mm: float = 4.0
     intensity_normalisation: str = "none"
+    #: a published model's exact input (template grid, storage order, crop, statistics): an
+    #: ``input_space.InputSpace`` whose crop is ``grid``; None for this project's own models
+    input_space: object | None = None
 
     def __post_init__(self):
         if self.input_kind not in INPUT_KINDS:
@@ -54,6 +57,8 @@ class PreprocessSpec:
             raise PreprocessError(f"smoothing_fwhm_mm must be >= 0, got {self.smoothing_fwhm_mm}.")
         if not isinstance(self.grid, Grid):
             raise PreprocessError("grid must be a napari_bavis.grid.Grid.")
+        if self.input_space is not None and self.input_space.model_grid != self.grid:
+            raise PreprocessError("The input space's crop of its template grid is not the model grid.")
 
     @property
     def brain_extraction_backend(self) -> str | None:
@@ -68,14 +73,19 @@ class PreprocessSpec:
         try:
             pre = dict(card.get("preprocessing") or {})
             grid = Grid.from_dict(card["grid"]) if card.get("grid") else MNI_1P5
-            known = {f for f in cls.__dataclass_fields__} - {"input_kind", "grid"}
+            known = {f for f in cls.__dataclass_fields__} - {"input_kind", "grid", "input_space"}
             unknown = sorted(set(pre) - known)
             if unknown:
                 raise PreprocessError(f"The model card asks for unknown preprocessing options: {', '.join(unknown)}.")
             if "smoothing_fwhm_mm" in pre:
                 pre["smoothing_fwhm_mm"] = float(pre["smoothing_fwhm_mm"] or 0.0)
-            return cls(input_kind=card.get("input_kind", "t1"), grid=grid, **pre)
-        except PreprocessError:
+            space = None
+            if card.get("input_space"):
+                from .input_space import InputSpace
+
+                space = InputSpace.from_dict(card["input_space"])
+            return cls(input_kind=card.get("input_kind", "t1"), grid=grid, input_space=space, **pre)
+        except (PreprocessError, CheckpointError):
             raise
         except (KeyError, TypeError, ValueError) as err:
             raise PreprocessError(f"The model card's preprocessing section is malformed: {err}.") from None
@@ -83,4 +93,5 @@ class PreprocessSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["grid"] = self.grid.to_dict()
+        d["input_space"] = self.input_space.to_dict() if self.input_space is not None else None
         return d
