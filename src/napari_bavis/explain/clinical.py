@@ -86,6 +86,11 @@ def readout(module, card, pre, maps_model: dict, sex=None, atlas: str | None = "
         out.atlas_regions = {m: atlas_summary(v, labels, names, atlas, voxel_mm3, brain) for m, v in maps_model.items()}
         out.record["atlas"] = atlas
     if module is None or (region_importance is False and faithfulness is False):
+        why = "switched off" if module is not None else "needs a hookable PyTorch module"
+        if labels is not None:
+            out.record["region_importance"] = {"skipped": f"region importance {why}"}
+        if maps_model:
+            out.record["faithfulness"] = {"skipped": f"faithfulness {why}"}
         return out
 
     spec = PreprocessSpec.from_card(card.to_dict() if hasattr(card, "to_dict") else dict(card))

@@ -88,7 +88,7 @@ def region_importance(module, volume: np.ndarray, labels: np.ndarray, names: dic
     for v, age in zip(present, ages):
         region, side = split_side(names[v])
         rows.append({"region": region, "hemisphere": side, "atlas": atlas, "label": int(v),
-                     "delta_years": round(float(age - age_scan), 4),
+                     "delta_years": float(age - age_scan),
                      "volume_mm3": round(float(index[v].size * voxel_mm3), 1)})
     rows.sort(key=lambda r: -abs(r["delta_years"]))
     record = {"age_of_scan": float(age_scan), "regions": len(present), "batch": batch,
