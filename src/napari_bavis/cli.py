@@ -52,7 +52,10 @@ def _err(line: str) -> None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """One line, safe for a terminal (a model name's newline or ANSI escape is shown as ``?``)."""
+    from .models.card_checks import printable
+
+    return printable(" ".join(str(text).split()), limit=10_000)
 
 
 def failure_line(path, err: BaseException) -> str:
@@ -847,7 +850,10 @@ def cmd_models(args) -> int:
         except BavisError as err:
             _err(failure_line(ref, err))
             return EXIT_FAILED
-        print(card.summary())
+        for key in ("name", "version", "training_data", "provenance", "licence", "intended_use"):
+            if isinstance(getattr(card, key, None), str):  # a newline inside a name would forge a line
+                setattr(card, key, _one_line(getattr(card, key)))
+        print("\n".join(_one_line(line) for line in card.summary().splitlines()))
         return EXIT_OK
     bundled = pipeline.bundled_models()
     if not bundled:
@@ -863,9 +869,9 @@ def cmd_models(args) -> int:
             continue
         ages = "-".join(f"{a:g}" for a in card.training_age_range) + " y" if card.training_age_range else "unknown"
         lines.append((name, card.architecture, card.task, _grid_text(card), ages, card.intended_use))
-    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    widths = [max(len(_one_line(row[i])) for row in lines) for i in range(len(header))]
     for row in lines:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(_one_line(v).ljust(w) for v, w in zip(row, widths)).rstrip())
     return EXIT_OK
 
 

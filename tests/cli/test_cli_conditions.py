@@ -205,3 +205,31 @@ def test_hostile_corpus_gives_one_line_each_quickly(tmp_path, tiny_model):
             assert words in named[0], (key, named)
     assert "no positive intensities" in stderr_lines_naming(stderr, cases["negative-only"][0])[0]
     assert len(lines) == 1 + sum(1 for key in cases if stderr_lines_naming(stderr, cases[key][0]))
+
+
+def test_models_prints_names_with_newlines_and_ansi_escapes_sanitised(tmp_path, monkeypatch):
+    from conftest import tiny_checkpoint
+
+    evil = tiny_checkpoint(tmp_path / "evil.pt", name="evil\nname\x1b[31mred\x1b[0m")
+    code, stdout, _ = run_cli(["models", evil])
+    assert code == 0 and "\x1b" not in stdout
+    assert "evil name?[31mred?[0m" in stdout  # the newline became a space, the escapes ?
+    monkeypatch.setattr(pipeline, "bundled_models", lambda: {"demo": evil})
+    code, stdout, _ = run_cli(["models"])
+    assert code == 0 and "\x1b" not in stdout and len(stdout.strip().splitlines()) == 2
+
+
+def test_a_crafted_checkpoint_is_one_line_for_models_and_analyze(tmp_path, good_scans):
+    import torch
+
+    from conftest import tiny_checkpoint
+
+    bad = tiny_checkpoint(tmp_path / "neg.pt")
+    payload = torch.load(bad, weights_only=True)
+    payload["card"]["architecture_kwargs"]["channels"] = [-2, 4, 4]
+    torch.save(payload, bad)
+    code, _, stderr = run_cli(["models", bad])
+    assert code == 1 and "Traceback" not in stderr and "architecture_kwargs" in stderr
+    assert len(stderr.strip().splitlines()) == 1
+    code, _, stderr = run_cli(["analyze", good_scans[0], "--out", tmp_path / "o", "--model", bad, "--quiet"])
+    assert code == 2 and "Traceback" not in stderr and "architecture_kwargs" in stderr

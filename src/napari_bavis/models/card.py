@@ -151,6 +151,9 @@ class ModelCard:
             raise _bad("source", "must be null or an object")
         if self.task == "siamese" and self.sex_encoding is not None:
             raise _bad("sex_encoding", "must be null for a Siamese encoder (it takes no sex)")
+        from .card_checks import check_card_values
+
+        check_card_values(self)  # every field's type and range (ages, smoothing, grid size...)
         try:
             json.dumps(self.to_dict(), allow_nan=False)
         except (TypeError, ValueError) as err:

@@ -21,8 +21,8 @@ from torch import nn
 from ..errors import CheckpointError
 from ..outputs import mkstemp_shared
 from .card import ModelCard, default_card
+from .card_checks import build_checked, check_stored_card
 from .device import pick_device
-from .registry import build
 
 FORMAT = "napari-bavis-checkpoint"
 FORMAT_VERSION = 1
@@ -199,11 +199,11 @@ def load_checkpoint(path, device="auto", architecture: str | None = None, card: 
         state = obj.get("state_dict")
         if not isinstance(state, dict):
             raise CheckpointError(f"{path.name}: checkpoint has no state_dict")
+        check_stored_card(obj.get("card"))  # required fields named when missing; a checksum is required
         found = ModelCard.from_dict(obj.get("card")).validate()
-        if found.checksum and state_dict_checksum(state) != found.checksum:
+        if state_dict_checksum(state) != found.checksum:
             raise CheckpointError(f"{path.name}: weights do not match the card's checksum (file altered or damaged)")
-        model = build(found.architecture, **found.architecture_kwargs)
-        load_state_dict_into(model, state, f"{found.architecture!r}")
+        model = build_checked(found.architecture, found.architecture_kwargs, state, f"{found.architecture!r}")
         return model.to(dev).eval(), found
 
     state = _unwrap_state_dict(obj)
@@ -219,9 +219,8 @@ def load_checkpoint(path, device="auto", architecture: str | None = None, card: 
     if given is not None and given.architecture != arch:
         raise CheckpointError(f"architecture {arch!r} does not match the card's {given.architecture!r}")
     kwargs = architecture_kwargs if architecture_kwargs is not None else (given.architecture_kwargs if given else {})
-    model = build(arch, **kwargs)
     state = _strip_prefixes(state)
-    load_state_dict_into(model, state, f"{arch!r}")
+    model = build_checked(arch, kwargs, state, f"{arch!r}")
     out_card = given if given is not None else default_card(arch, name=path.stem)
     out_card.architecture_kwargs = json.loads(json.dumps(kwargs))
     if given is None:
