@@ -21,10 +21,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
 from torch import nn
 
 from napari_bavis.explain import compute_maps
+from napari_bavis.explain.sanity import model_randomisation
 
 SIZE = 16
 BOX = (slice(2, 8), slice(8, 14), slice(5, 11))
@@ -116,18 +116,12 @@ def main() -> None:
     print("\nCascading randomisation: Spearman rank correlation with the trained model's maps (mean over test volumes)")
     print(f"| {'randomised layers':30s} | " + " | ".join(f"{m:>16s}" for m in METHODS) + " |")
     print(f"|{'-' * 32}|" + "|".join("-" * 17 + ":" for _ in METHODS) + "|")
-    for depth, name in enumerate(order, start=1):
-        torch.manual_seed(1234 + depth)
-        getattr(net, name).reset_parameters()  # re-drawn from the layer's initialisation distribution
-        randomised = maps_of(net, x, args.smooth_n)
-        cells = []
-        for m in METHODS:
-            rhos = []
-            for a, b in zip(trained[m], randomised[m]):
-                if a.std() == 0 or b.std() == 0:
-                    continue
-                rhos.append(spearmanr(a.ravel(), b.ravel())[0])
-            cells.append(f"{np.mean(rhos):16.3f}" if rhos else f"{'(zero map)':>16s}")
+    # the same core function as `napari-bavis analyze --sanity-check` (napari_bavis.explain.sanity)
+    result = model_randomisation(net, x, METHODS, layers=order, seed=1234, smooth_n=args.smooth_n,
+                                 smooth_chunk=args.smooth_n)
+    for depth, step in enumerate(result["steps"], start=1):
+        cells = [f"{step['spearman'][m]:16.3f}" if step["spearman"][m] is not None else f"{'(zero map)':>16s}"
+                 for m in METHODS]
         label = " + ".join(order[:depth])
         print(f"| {label:30s} | " + " | ".join(cells) + " |")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

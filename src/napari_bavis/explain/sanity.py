@@ -3,7 +3,7 @@
 Why: a map that explains the model must change when the model's learned weights are destroyed. The
 layers of a copy of the model are re-initialised cumulatively from the output down to the input,
 and each method's map is compared with the trained model's map by Spearman rank correlation over
-the voxels. A correlation that stays near 1 means the map does not depend on those weights (SMOE
+the voxels where either map is non-zero. A correlation that stays near 1 means the map does not depend on those weights (SMOE
 reads activations only, so it cannot react to layers above the ones it reads; that is expected).
 The caller's model is never touched (a deep copy is randomised).
 """
@@ -39,7 +39,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     from scipy.stats import rankdata
 
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
-    if a.std() == 0 or b.std() == 0:
+    # over the voxels where either map is non-zero: the zeros both maps share (outside the brain, in
+    # the box around it) are one big tie that would make any two maps look alike
+    keep = (a != 0) | (b != 0)
+    a, b = a[keep], b[keep]
+    if a.size < 3 or a.std() == 0 or b.std() == 0:
         return None
     return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
