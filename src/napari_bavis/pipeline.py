@@ -26,7 +26,7 @@ from . import __version__
 from .atlases import DEFAULT_ATLAS
 from .errors import BavisError, Cancelled, CheckpointError
 from .io import Scan, load_scan, scan_from_image
-from .regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
+from .regions import activated_regions, resolve_threshold, threshold_value
 from .summary import analysis_title, unique_notes
 
 #: Methods shown by default: the thesis's final map and its two factors.
@@ -145,8 +145,10 @@ class Analysis:
             return nifti_like(values, self.scan.source_affine, self.scan.header)
         return self.scan.to_source(self.maps[method])
 
-    def regions(self, method: str, threshold: float = DEFAULT_THRESHOLD, mode: str = DEFAULT_MODE,
+    def regions(self, method: str, threshold: float | None = None, mode: str | None = None,
                 min_size_mm3: float = 50.0):
+        """Activated regions of a map, atlas-named; default cut: the top 5 % (regions.resolve_threshold)."""
+        threshold, mode = resolve_threshold(threshold, mode)
         cutoff = threshold_value(self.maps[method], threshold, mode)
         labels, table = activated_regions(self.maps[method], self.scan.display_affine, cutoff, min_size_mm3)
         return labels, self.name_regions(labels, table)
@@ -557,18 +559,20 @@ def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: st
 def export_analysis(
     analysis: Analysis,
     out_dir,
-    threshold: float = DEFAULT_THRESHOLD,
-    mode: str = DEFAULT_MODE,
+    threshold: float | None = None,
+    mode: str | None = None,
     min_size_mm3: float = 50.0,
     figure_method: str | None = None,
 ) -> dict:
     """Write every map (NIfTI, the scan file's space), a three-plane PNG and report.json into ``out_dir``.
 
     All files go to a temporary folder first, which replaces ``out_dir`` at the end, so a killed
-    run never leaves half results. Returns the report dict.
+    run never leaves half results. Returns the report dict. Default cut: the top 5 % of each map;
+    a ``threshold`` without ``mode`` is a map value (regions.resolve_threshold).
     """
     from .figure import write_bytes_atomic
 
+    threshold, mode = resolve_threshold(threshold, mode)
     out_dir = Path(out_dir)
     tmp = _prepare_dir(out_dir, [analysis.scan.path])
     try:

@@ -12,6 +12,18 @@ THRESHOLD_MODES = ("value", "top_percent")
 #: below 5 % of the brain whatever the map's shape; the thesis's map value 0.3 turned smooth maps into
 #: one region of most of the brain (docs/explain.md, "Threshold"). ``mode="value"`` keeps 0.3 available.
 DEFAULT_THRESHOLD, DEFAULT_MODE = 5.0, "top_percent"
+#: The thesis's cut, used when a mode is named without a value.
+DEFAULT_FOR_MODE = {"value": 0.3, "top_percent": DEFAULT_THRESHOLD}
+
+
+def resolve_threshold(threshold: float | None = None, mode: str | None = None) -> tuple[float, str]:
+    """(threshold, mode) with the defaults filled in. A threshold given without a mode is a map value
+    (as before the default became a top-k % cut), so ``regions(m, 0.3)`` still means value 0.3."""
+    if mode is None:
+        return (DEFAULT_THRESHOLD, DEFAULT_MODE) if threshold is None else (float(threshold), "value")
+    if mode not in THRESHOLD_MODES:
+        raise ValueError(f"threshold mode must be one of {THRESHOLD_MODES}, not {mode!r}")
+    return (DEFAULT_FOR_MODE[mode] if threshold is None else float(threshold)), mode
 
 
 def threshold_value(values: np.ndarray, threshold: float = 0.3, mode: str = "value") -> float:

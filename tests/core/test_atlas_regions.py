@@ -135,3 +135,14 @@ def test_default_cut_gives_readable_regions_on_the_demo_sample():
         largest = max(r.volume_mm3 for r in table)
         assert largest < 0.10 * brain_mm3, f"{method}: {largest / brain_mm3:.1%} of the brain"
         assert all(r.atlas_name for r in table)
+
+
+def test_threshold_defaults_keep_a_bare_value_a_map_value():
+    from napari_bavis.regions import resolve_threshold
+
+    assert resolve_threshold() == (5.0, "top_percent")
+    assert resolve_threshold(0.3) == (0.3, "value")  # regions(m, 0.3) keeps its old meaning
+    assert resolve_threshold(None, "value") == (0.3, "value")
+    assert resolve_threshold(10, "top_percent") == (10.0, "top_percent")
+    with pytest.raises(ValueError):
+        resolve_threshold(0.3, "bogus")
