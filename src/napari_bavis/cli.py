@@ -697,6 +697,7 @@ def _stop_workers(pool, grace_s: float = 4.0) -> None:
     ``grace_s`` to remove their temporary folders, then terminate what is left (a killed worker's
     hidden .part folder is cleaned by the next run)."""
     processes = [p for p in (getattr(pool, "_processes", None) or {}).values() if p.is_alive()]
+    pool.shutdown(wait=False, cancel_futures=True)  # idle workers exit instead of waiting for work
     for proc in processes:
         try:
             os.kill(proc.pid, signal.SIGINT)

@@ -345,8 +345,10 @@ def write_nifti(
         raise ScanError(f"{target.name}: choose a .nii or .nii.gz file name")
     if target.is_dir():
         raise ScanError(f"{target.name}: is a folder; choose a file name ending in .nii or .nii.gz")
+    # also lexically: ``sub/../scan.nii.gz`` names the scan even while ``sub/`` does not exist yet
+    spellings = (target, Path(os.path.normpath(os.path.abspath(target))))
     for other in protect:
-        if other and _same_file(target, Path(other)):
+        if other and any(_same_file(t, Path(other)) for t in spellings):
             raise ScanError(f"{target.name}: refusing to overwrite the scan the data came from; choose another name")
     if target.exists() and not overwrite:
         raise ScanError(f"{target.name}: already exists; choose another name or allow overwriting")

@@ -99,52 +99,86 @@ def is_disk_full(err: BaseException) -> bool:
     return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _lock_file(path: Path, blocking: bool) -> int | None:
+    """An fd holding an exclusive flock on ``path`` (created if needed), or None when it is taken.
+
+    The holder removes the file when done; a process that locked a file meanwhile removed sees that
+    its inode is no longer the one at ``path`` and tries again."""
+    import fcntl
+
+    while True:
+        path.parent.mkdir(exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # the folder was removed between mkdir and open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except OSError as err:
+            os.close(fd)
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return None
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _unlock_file(path: Path, fd: int, remove_folder: bool = False) -> None:
+    try:
+        os.unlink(path)  # while still locked: nobody can hold it after us
+    except OSError:
+        pass
+    os.close(fd)
+    if remove_folder:
+        try:
+            path.parent.rmdir()  # only when empty: other scans' claims keep it
+        except OSError:
+            pass
+
+
 @contextmanager
 def claim(out: str | os.PathLike, name: str):
     """Hold the claim on ``out/<name>`` for the block; yields False when a live process holds it.
 
     An exclusive ``flock`` on ``out/.bavis-claims/<name>.lock``: the kernel drops it when its holder
-    exits (even killed), so a claim is never stale. Without flock (Windows) every claim succeeds.
+    exits (even killed), so a claim is never stale; the file and folder go when the block ends.
+    Without flock (Windows) every claim succeeds.
     """
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - Windows
         yield True
         return
-    folder = Path(out) / CLAIMS_DIR
-    folder.mkdir(exist_ok=True)
-    fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    path = Path(out) / CLAIMS_DIR / f"{name}.lock"
+    fd = _lock_file(path, blocking=False)
+    if fd is None:
+        yield False
+        return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                yield False
-                return
-            raise
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield True
     finally:
-        os.close(fd)
+        _unlock_file(path, fd, remove_folder=True)
 
 
 @contextmanager
 def locked(path: str | os.PathLike):
     """Block until the exclusive lock beside ``path`` is held (e.g. merging results.csv)."""
     try:
-        import fcntl
+        import fcntl  # noqa: F401
     except ImportError:  # pragma: no cover - Windows
         yield
         return
     lock = Path(path).with_name(f".{Path(path).name}.lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _lock_file(lock, blocking=True)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing releases the lock
+        _unlock_file(lock, fd)
 
 
 def clean_stale_parts(out: str | os.PathLike, name: str, before: float) -> int:

@@ -177,7 +177,9 @@ def test_ctrl_c_with_two_workers_ends_promptly_with_nothing_half_written(tmp_pat
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail("Ctrl-C did not end the run within 20 s")
-    assert time.monotonic() - sent < 10
+    elapsed = time.monotonic() - sent
+    print(f"Ctrl-C to exit: {elapsed:.1f} s")
+    assert elapsed < 10
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     for folder in out.iterdir():

@@ -26,13 +26,14 @@ def source(tmp_path):
     return src
 
 
-@pytest.mark.parametrize("how", ["same", "dotdot", "symlink"])
+@pytest.mark.parametrize("how", ["same", "dotdot", "dotdot-missing", "symlink"])
 def test_writer_refuses_to_overwrite_the_source(source, monkeypatch, how):
     shown = []
     monkeypatch.setattr(_writer, "show_error", shown.append)
     before = source.read_bytes()
     data, meta = _layer_of(source)
-    target = {"same": source, "dotdot": source.parent / "sub" / ".." / source.name}.get(how)
+    target = {"same": source, "dotdot": source.parent / "sub" / ".." / source.name,
+              "dotdot-missing": source.parent / "new" / ".." / source.name}.get(how)
     if how == "symlink":
         target = source.parent / "link.nii.gz"
         target.symlink_to(source)
