@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import BavisError, CheckpointError
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,27 @@ def preset_card(name: str, source_path=None, architecture_kwargs: dict | None = 
         card.provenance = (f"imported from {path.name} (sha256 {card.source['sha256']}) with preset {preset.name}: "
                            f"{preset.summary}; {card.source.get('paper', '')}")
     return card
+
+
+def is_plain_state_dict(path) -> bool:
+    """True for a file of bare tensors (no card): it needs a preset before it can be analysed.
+    False for our checkpoints, TorchScript and anything unreadable (loading reports those)."""
+    from .checkpoint import FORMAT, _is_torchscript, _read, _unwrap_state_dict
+
+    path = Path(path)
+    try:
+        if not path.is_file() or _is_torchscript(path):
+            return False
+        obj = _read(path)
+    except (BavisError, OSError):
+        return False
+    return not (isinstance(obj, dict) and obj.get("format") == FORMAT) and _unwrap_state_dict(obj) is not None
+
+
+def imported_path(weights, preset: str) -> Path:
+    """Where the widget writes an imported checkpoint: beside the weights, ``<stem>.<preset>.pt``."""
+    weights = Path(weights)
+    return weights.with_name(f"{weights.stem}.{preset}.pt")
 
 
 def import_weights(weights, preset: str, out, architecture_kwargs: dict | None = None):

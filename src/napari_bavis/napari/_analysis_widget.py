@@ -223,6 +223,10 @@ class ModelPicker(QWidget):
         path, _ = QFileDialog.getOpenFileName(
             self, "Load a model checkpoint", "", "Checkpoints (*.pt *.pth *.p *.ckpt);;All files (*)"
         )
+        if path:  # bare released weights: ask which preset, import beside them (_preset_dialog.py)
+            from ._preset_dialog import checkpoint_for
+
+            path = checkpoint_for(self, path, show_error)
         if path:
             self.set_checkpoint(path)
         else:

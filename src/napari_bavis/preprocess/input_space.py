@@ -9,7 +9,7 @@ the model grid is the crop *with its true affine* (the flip lives in the affine,
 hand-made ``[::-1]``).
 
 Templates: only nilearn's MNI152 2009c (ICBM, 197x233x189 at 1 mm) ships on this machine, not
-FSL's MNI152_T1_1mm. FSL's 1 mm grid is therefore defined from its known affine (below) and the
+FSL's MNI152_T1_1mm. FSL's 1 mm grid is therefore defined from its known affine (``grid.FSL_MNI152_1MM``) and the
 registration target (nilearn's template) is resampled onto it; both are MNI152 space, the two
 templates differ by a few millimetres at the cortex (different nonlinear averages).
 """
