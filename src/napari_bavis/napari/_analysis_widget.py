@@ -367,8 +367,9 @@ class MapsPanel(QGroupBox):
         self.min_size.setToolTip("Connected regions smaller than this are left out of the table and the Labels layer")
         self.regions_of = QComboBox()
         self.regions_of.setToolTip("Which map's activated regions the table and the Labels layer show")
-        self.table = QTableWidget(0, 6)
-        self.table.setHorizontalHeaderLabels(["#", "volume mm³", "peak", "peak RAS mm", "centroid RAS mm", "share %"])
+        self.table = QTableWidget(0, 7)
+        self.table.setHorizontalHeaderLabels(["#", "volume mm³", "peak", "peak RAS mm", "centroid RAS mm", "share %",
+                                              "atlas region"])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -488,6 +489,8 @@ class MapsPanel(QGroupBox):
             return
         cut = self.cutoff(entry["values"])
         labels, table = activated_regions(entry["values"], entry["affine"], cut, self.min_size.value())
+        if entry.get("name_regions") is not None:  # the analysis names them after its atlas
+            table = entry["name_regions"](labels, table)
         self._regions = table
         name = f"{entry['scan']} · regions"
         for layer in old:
@@ -509,6 +512,8 @@ class MapsPanel(QGroupBox):
                 ", ".join(f"{v:.0f}" for v in region.peak_ras_mm),
                 ", ".join(f"{v:.0f}" for v in region.centroid_ras_mm),
                 f"{100 * region.share_of_map:.1f}",
+                "" if region.atlas_name is None else
+                f"{region.atlas_name} ({100 * (region.atlas_overlap or 0):.0f} %)",
             ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -791,6 +796,9 @@ class AnalysisWidget(_RunWidget):
         if 0.0 <= float(prefs["threshold"]) <= 1.0:
             self.maps.set_threshold(float(prefs["threshold"]))
         self.maps.threshold.valueChanged.connect(self._save_threshold)
+        from ._readout_panel import ReadoutPanel
+
+        self.readout = ReadoutPanel()
         self.clear_button = QPushButton("Clear results")
         self.clear_button.setToolTip("Remove this widget's map, region and QC layers")
         self.clear_button.clicked.connect(self.clear_results)
@@ -830,6 +838,7 @@ class AnalysisWidget(_RunWidget):
         layout.addLayout(results_row)
         layout.addLayout(qc)
         layout.addWidget(self.maps)
+        layout.addWidget(self.readout)
         layout.addLayout(bottom)
         layout.addStretch(1)
         self._inputs = [self.image, self.model, self.age, self.sex, methods_box, self.export_button]
@@ -888,6 +897,7 @@ class AnalysisWidget(_RunWidget):
             self.maps.clear()
             self.analysis, self._geometry, self._scan_name = analysis, geometry, scan_name
             self.results.setPlainText(result_text(analysis))
+            self.readout.show_analysis(analysis)
             self.model.show_used_device(analysis.device)
             for note in analysis.notes:
                 show_warning(note)
@@ -897,7 +907,8 @@ class AnalysisWidget(_RunWidget):
             kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
             layer = _layers.put_layer(self._viewer, values, kwargs)
             entries.append({"layer": layer, "values": values, "affine": analysis.scan.display_affine,
-                            "geometry": geometry, "method": method, "scan": scan_name})
+                            "geometry": geometry, "method": method, "scan": scan_name,
+                            "name_regions": analysis.name_regions})
 
         def finish() -> None:
             self.maps.set_maps(entries)
@@ -912,6 +923,7 @@ class AnalysisWidget(_RunWidget):
     def clear_results(self) -> None:
         _layers.remove_result_layers(self._viewer, self.TAG)
         self.maps.clear()
+        self.readout.clear()
         self.analysis = None
         self.results.clear()
         self.export_button.setEnabled(False)
@@ -977,5 +989,9 @@ def result_text(analysis) -> str:
     lines.append(f"Model: {model_label(card)} ({card.architecture}) on {analysis.device}")
     if analysis.maps:
         lines.append("Maps: " + ", ".join(_layers.method_title(m) for m in analysis.maps))
+    if getattr(analysis, "region_importance", None):
+        from ..readout_figure import importance_lines
+
+        lines.append("Hiding a region changes the brain age by: " + "; ".join(importance_lines(analysis.region_importance, 3)))
     lines.append(RESEARCH_ONLY)
     return "\n".join(lines)
