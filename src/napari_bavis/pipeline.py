@@ -478,7 +478,7 @@ def _jsonable(value):
 def card_summary(card) -> dict:
     d = _card_dict(card)
     keys = ("name", "version", "architecture", "task", "input_kind", "output", "training_age_range",
-            "bias_correction", "training_data", "licence", "intended_use", "checksum")
+            "bias_correction", "training_data", "licence", "intended_use", "checksum", "source", "input_space")
     return {k: d.get(k) for k in keys}
 
 

@@ -78,3 +78,5 @@ def test_cli_analyze_with_the_imported_model_writes_age_and_maps(imported, tmp_p
     report = json.loads(next(out.glob("*/report.json")).read_text())
     assert report["brain_age"] is not None and report["brain_age_gap"] is not None
     assert report["brain_age_uncertainty"] > 0 and report["maps"]
+    assert report["model"]["source"]["preset"] == "sfcn-ukb" and len(report["model"]["source"]["sha256"]) == 64
+    assert report["model"]["input_space"]["storage"] == "LAS"
