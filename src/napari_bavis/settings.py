@@ -13,7 +13,8 @@ DEFAULTS = {
     "model": DEFAULT_MODEL,  # the real-brain model; the phantom demo asks for "demo" itself
     "device": "auto",
     "methods": ["gradcam++", "smoe", "smoe*gradcam++"],
-    "threshold": 0.3,
+    "threshold": 5.0,  # regions.DEFAULT_THRESHOLD: the top 5 % of each map (docs/explain.md, "Threshold")
+    "threshold_mode": "top_percent",
     "export_dir": "",
 }
 
@@ -36,6 +37,8 @@ def load() -> dict:
         return values
     if isinstance(stored, dict):
         values.update({k: v for k, v in stored.items() if k in DEFAULTS})
+        if "threshold" in stored and "threshold_mode" not in stored:
+            values["threshold_mode"] = "value"  # saved before the mode was stored: it was a map value
     return values
 
 

@@ -117,7 +117,8 @@ def test_end_to_end_run_puts_aligned_maps_and_results(make_napari_viewer, qtbot,
         assert layer.blending == "translucent" and tuple(layer.contrast_limits) == (0.0, 1.0)
     # the regions table matches the core's regions of the selected map at the shown threshold
     entry = widget.maps.selected_entry()
-    _, expected = widget.analysis.regions(entry["method"], 0.3, "value", widget.maps.min_size.value())
+    _, expected = widget.analysis.regions(entry["method"], widget.maps.threshold.value(), widget.maps.mode_key(),
+                                          widget.maps.min_size.value())
     assert [r.volume_mm3 for r in widget.maps.regions] == [r.volume_mm3 for r in expected]
     assert widget.maps.table.rowCount() == len(expected)
     (regions_layer,) = _layers.result_layers(viewer, "analysis", "regions")
@@ -155,13 +156,14 @@ def test_settings_persist_between_widgets(make_napari_viewer, qtbot, tiny_files,
     widget.model.device.setCurrentText("cpu")
     assert widget.model.cpu_warning.isVisibleTo(widget)
     widget.methods["gradcam"].setChecked(True)
-    widget.maps.threshold.setValue(0.45)
+    assert (widget.maps.mode_key(), widget.maps.threshold.value()) == ("top_percent", 5.0)  # readable default
+    widget.maps.set_threshold(0.45, "value")
     again = _analysis_widget.AnalysisWidget(viewer)
     qtbot.waitUntil(lambda: not again.model.inspecting, timeout=30000)
     assert again.model.model() == str(ckpt)  # the last checkpoint comes back
     assert again.model.device.currentText() == "cpu"
     assert again.methods["gradcam"].isChecked()
-    assert again.maps.threshold.value() == pytest.approx(0.45)
+    assert again.maps.threshold.value() == pytest.approx(0.45) and again.maps.mode_key() == "value"
 
 
 # --- threshold behaviour, with a counted fake of pipeline.analyze -------------------------------
@@ -221,7 +223,7 @@ def test_threshold_change_recolours_without_recomputing(make_napari_viewer, qtbo
     timings = []
     for threshold in (0.5, 0.7, 0.2):
         start = time.perf_counter()
-        widget.maps.threshold.setValue(threshold)
+        widget.maps.set_threshold(threshold, "value")
         timings.append(time.perf_counter() - start)
         rgba = layer.colormap.map(np.array([threshold - 0.01, threshold + 0.01, 0.0]))
         assert rgba[0, 3] == 0.0 and rgba[2, 3] == 0.0  # below the cutoff: fully transparent
@@ -252,7 +254,7 @@ def test_below_threshold_pixels_look_exactly_like_the_scan(make_napari_viewer, q
         box.setChecked(method == "gradcam++")
     run_and_wait(widget, qtbot)
     (layer,) = map_layers(viewer)
-    widget.maps.threshold.setValue(0.5)
+    widget.maps.set_threshold(0.5, "value")
     widget.maps.update_regions()
     widget.parent().setFloating(True)  # the canvas keeps one size while the dock's texts change
     qtbot.wait(50)
@@ -405,7 +407,7 @@ def test_export_writes_maps_figure_and_report(make_napari_viewer, qtbot, tiny_fi
     open_scan(viewer, scan_path)
     widget = dock(viewer, qtbot, ckpt)
     run_and_wait(widget, qtbot)
-    widget.maps.threshold.setValue(0.4)
+    widget.maps.set_threshold(0.4, "value")
     widget.export_to(tmp_path / "exports")
     qtbot.waitUntil(lambda: not widget.exporting, timeout=60000)
     assert errors == []

@@ -71,7 +71,7 @@ def test_compare_two_scans_end_to_end(make_napari_viewer, qtbot, siamese_files, 
         assert tuple(layer.axis_labels) == tuple(scan.axis_labels) and layer.data.shape == scan.data.shape
         assert layer.metadata["bavis_source"]["path"] == scan.metadata["bavis_source"]["path"]
     # the shared threshold tools work on both maps, without recomputation
-    widget.maps.threshold.setValue(0.6)
+    widget.maps.set_threshold(0.6, "value")
     for layer in maps.values():
         assert layer.colormap.map(np.array([0.59]))[0, 3] == 0.0
         assert layer.colormap.map(np.array([0.62]))[0, 3] == 1.0

@@ -40,7 +40,7 @@ from qtpy.QtWidgets import (
 
 from .. import pipeline, settings
 from ..errors import BavisError, Cancelled
-from ..regions import activated_regions, threshold_value
+from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
 from ..summary import brain_age_text, model_label, unique_notes
 from . import _layers
 from ._display import camera_of
@@ -350,7 +350,7 @@ class MapsPanel(QGroupBox):
         self._tag = tag
         self._entries: list[dict] = []
         self._regions: list = []
-        self._last_value = {"value": 0.3, "top_percent": 10.0}
+        self._last_value = {"value": 0.3, "top_percent": DEFAULT_THRESHOLD}
         self.mode = QComboBox()
         for key, text in THRESHOLD_MODES.items():
             self.mode.addItem(text, key)
@@ -379,8 +379,9 @@ class MapsPanel(QGroupBox):
         self.table.setToolTip("Connected regions above the threshold, biggest share of the map first; click a row to go there")
         self.cutoff_label = QLabel("")
         self.cutoff_label.setToolTip("The map value each map is cut at (differs per map in top k % mode)")
-        self._set_mode_range("value")
-        self.threshold.setValue(0.3)
+        self.mode.setCurrentIndex(list(THRESHOLD_MODES).index(DEFAULT_MODE))  # top 5 %: readable regions
+        self._set_mode_range(DEFAULT_MODE)
+        self.threshold.setValue(DEFAULT_THRESHOLD)
 
         form = QFormLayout()
         row = QHBoxLayout()
@@ -434,6 +435,12 @@ class MapsPanel(QGroupBox):
         if mode != self.mode_key():
             self.mode.setCurrentIndex(list(THRESHOLD_MODES).index(mode))
         self.threshold.setValue(value)
+
+    def restore(self, prefs: dict) -> None:
+        """The threshold saved in the preferences, if it is valid for its mode."""
+        mode, value = prefs.get("threshold_mode", "value"), float(prefs.get("threshold", -1))
+        if (mode == "value" and 0.0 <= value <= 1.0) or (mode == "top_percent" and 0.0 < value <= 100.0):
+            self.set_threshold(value, mode)
 
     def cutoff(self, values: np.ndarray) -> float:
         return threshold_value(values, self.threshold.value(), self.mode_key())
@@ -793,9 +800,9 @@ class AnalysisWidget(_RunWidget):
         self.qc_mask.toggled.connect(self._update_qc)
         self.qc_registration.toggled.connect(self._update_qc)
         self.maps = MapsPanel(viewer, self.TAG)
-        if 0.0 <= float(prefs["threshold"]) <= 1.0:
-            self.maps.set_threshold(float(prefs["threshold"]))
+        self.maps.restore(prefs)
         self.maps.threshold.valueChanged.connect(self._save_threshold)
+        self.maps.mode.currentIndexChanged.connect(self._save_threshold)
         from ._readout_panel import ReadoutPanel
 
         self.readout = ReadoutPanel()
@@ -856,8 +863,7 @@ class AnalysisWidget(_RunWidget):
             settings.save(model=str(model))
 
     def _save_threshold(self, *_) -> None:
-        if self.maps.mode_key() == "value":
-            settings.save(threshold=float(self.maps.threshold.value()))
+        settings.save(threshold=float(self.maps.threshold.value()), threshold_mode=self.maps.mode_key())
 
     def _job(self):
         layer = self.image.layer()

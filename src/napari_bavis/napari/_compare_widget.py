@@ -70,8 +70,7 @@ class CompareWidget(_RunWidget):
         self.results.setPlaceholderText("Similarity and nearest references appear here after a run.")
         self.results.setToolTip("Select and copy (Ctrl+C)")
         self.maps = MapsPanel(viewer, self.TAG)
-        if 0.0 <= float(prefs["threshold"]) <= 1.0:
-            self.maps.set_threshold(float(prefs["threshold"]))
+        self.maps.restore(prefs)
         self.clear_button = QPushButton("Clear results")
         self.clear_button.setToolTip("Remove this widget's map and region layers")
         self.clear_button.clicked.connect(self.clear_results)
