@@ -50,7 +50,7 @@ def test_a_card_without_checksum_is_refused_even_with_altered_weights(saved):
         first = next(iter(payload["state_dict"]))
         payload["state_dict"][first] = payload["state_dict"][first] + 1.0
 
-    _refused(_rewrite(saved, strip), "checksum")
+    _refused(_rewrite(saved, strip), "has no checksum")
 
 
 def test_a_card_with_checksum_null_is_refused(saved):

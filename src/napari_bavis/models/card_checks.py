@@ -45,7 +45,7 @@ def check_stored_card(card: dict) -> None:
     """A card read from a checkpoint: required fields present (named when missing), nothing defaulted."""
     if not isinstance(card, dict):
         raise CheckpointError(f"model card: expected a JSON object, got {type(card).__name__}")
-    missing = [k for k in REQUIRED_FIELDS if k not in card or (card[k] is None and k != "checksum")]
+    missing = [k for k in REQUIRED_FIELDS if k != "checksum" and (k not in card or card[k] is None)]
     if missing:
         raise CheckpointError(f"model card: required field(s) missing: {', '.join(missing)}")
     if not card.get("checksum"):
