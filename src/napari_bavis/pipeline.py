@@ -582,6 +582,11 @@ def export_analysis(
             source_image=analysis.map_image, name_regions=analysis.name_regions, while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
                                                 title, figure_method))
         report = analysis_report(analysis, threshold, mode, regions, files)
+        if analysis.faithfulness:  # each map's deletion/insertion curves (readout_figure.py)
+            from .readout_figure import faithfulness_figure
+
+            write_bytes_atomic(tmp / "faithfulness.png", faithfulness_figure(analysis.faithfulness))
+            report["faithfulness_figure"] = "faithfulness.png"
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
         _commit_dir(tmp, out_dir)
     except BaseException:

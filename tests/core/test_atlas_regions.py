@@ -87,6 +87,8 @@ def test_report_holds_atlas_regions_importance_and_faithfulness(analysis):
     deltas = [abs(r["delta_years"]) for r in importance]
     assert deltas == sorted(deltas, reverse=True) and deltas[0] > 0
     assert {"region importance", "faithfulness", "atlas regions"} <= set(result.timings)
+    assert on_disk["faithfulness_figure"] == "faithfulness.png"
+    assert (root / "out" / "faithfulness.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_switches_off_and_another_atlas(analysis):
