@@ -718,6 +718,10 @@ def _fresh_or_own_dir(out: Path) -> None:
     """Whole-folder outputs (demo, compare) replace ``out``: only when it is new, empty or ours."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
         raise UsageError(f"--out {out}: exists and is not a napari-bavis result; choose a new folder")
+    try:
+        check_writable_dir(out)  # before the model loads and the scans are analysed
+    except OutputError as err:
+        raise UsageError(str(err)) from None
 
 
 def cmd_compare(args) -> int:

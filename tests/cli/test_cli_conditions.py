@@ -235,3 +235,13 @@ def test_a_crafted_checkpoint_is_one_line_for_models_and_analyze(tmp_path, good_
     assert len(stderr.strip().splitlines()) == 1
     code, _, stderr = run_cli(["analyze", good_scans[0], "--out", tmp_path / "o", "--model", bad, "--quiet"])
     assert code == 2 and "Traceback" not in stderr and "architecture_kwargs" in stderr
+
+
+@pytest.mark.parametrize("command", ["compare", "demo"])
+def test_compare_and_demo_refuse_an_unwritable_out_in_one_line(tmp_path, good_scans, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    argv = ["compare", *good_scans] if command == "compare" else ["demo"]
+    code, _, stderr = run_cli([*argv, "--out", blocker / "out", "--quiet"])
+    assert code == 2 and "cannot write there" in stderr and "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
