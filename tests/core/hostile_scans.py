@@ -53,6 +53,7 @@ def write_gzip_bomb(path: Path, side: int = 768) -> Path:
     hdr.set_data_dtype(np.uint8)
     hdr.set_sform(np.eye(4), 1)
     hdr.set_qform(np.eye(4), 1)
+    hdr["vox_offset"] = 352
     chunk = bytes(32 * 2**20)
     with gzip.open(path, "wb", compresslevel=1) as handle:
         handle.write(hdr.binaryblock + b"\0" * 4)
