@@ -116,16 +116,16 @@ def _cached(name: str) -> Atlas | None:
 def _store(atlas: Atlas) -> None:
     """Atomic and best effort: a read-only or full cache folder only costs speed."""
     import os
-    import tempfile
+
+    from .outputs import mkstemp_shared
 
     try:
         path = _cache_path(atlas.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+        fd, tmp = mkstemp_shared(dir=path.parent, suffix=".tmp.npz")  # the umask's mode, not 0600
         with os.fdopen(fd, "wb") as handle:
             np.savez_compressed(handle, labels=atlas.labels.astype(np.int16), affine=atlas.affine,
                                 values=np.array(list(atlas.names), np.int32), names=np.array(list(atlas.names.values())))
-        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except (OSError, ImportError):
         pass
