@@ -245,3 +245,20 @@ def test_compare_and_demo_refuse_an_unwritable_out_in_one_line(tmp_path, good_sc
     code, _, stderr = run_cli([*argv, "--out", blocker / "out", "--quiet"])
     assert code == 2 and "cannot write there" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_two_concurrent_runs_into_one_out_analyse_each_scan_once(tmp_path, good_scans, tiny_model):
+    scans = _copy_scans(good_scans, tmp_path / "in")
+    for scan in list(scans):
+        shutil.copy(scan, scan.with_name(f"again-{scan.name}"))
+    out = tmp_path / "o"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "napari_bavis.cli", "analyze", str(tmp_path / "in"), "--out", str(out),
+               "--model", str(tiny_model), "--sex", "F", "--device", "cpu", "--quiet"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    results = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], results
+    done = [int(err.strip().splitlines()[-1].split("napari-bavis: ")[1].split(" done")[0]) for _, err in results]
+    assert sum(done) == 4  # each of the 4 scans analysed by exactly one of the runs
+    assert {row["status"] for row in results_rows(out).values()} <= {"done", "skipped"} and len(results_rows(out)) == 4
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
