@@ -148,3 +148,21 @@ def test_threshold_defaults_keep_a_bare_value_a_map_value():
     assert resolve_threshold(10, "top_percent") == (10.0, "top_percent")
     with pytest.raises(ValueError):
         resolve_threshold(0.3, "bogus")
+
+
+def test_cancel_stops_region_importance_between_batches(analysis):
+    """A cancel set during the occlusion ends the run with Cancelled, not after all regions."""
+    import threading
+
+    from napari_bavis.errors import Cancelled
+
+    _, root = analysis
+    cancel = threading.Event()
+
+    def progress(step, done, total):
+        if step == "region importance":
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        pipeline.analyze(root / "moved.nii.gz", root / "tiny.pt", methods=("smoe",), device="cpu",
+                         progress=progress, cancel=cancel, region_importance=True)

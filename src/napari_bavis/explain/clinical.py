@@ -65,11 +65,13 @@ def _wanted(flag, estimate: float) -> bool:
 
 
 def readout(module, card, pre, maps_model: dict, sex=None, atlas: str | None = "harvard_oxford",
-            region_importance: bool | None = None, faithfulness: bool | None = None, start=None) -> Readout:
+            region_importance: bool | None = None, faithfulness: bool | None = None, start=None,
+            check=None) -> Readout:
     """Atlas regions of every map, and (see module docstring) region importance and faithfulness.
 
     ``sex``: the model's sex tensor (1, 1) or None. ``start(step)``: called as each step begins
-    (the pipeline's progress and timing). ``atlas=None`` skips everything atlas-based.
+    (the pipeline's progress and timing); ``check()`` between batches (cancellation). ``atlas=None``
+    skips everything atlas-based.
     """
     from ..atlases import atlas_on_grid, load_atlas
     from ..preprocess import PreprocessSpec
@@ -107,7 +109,7 @@ def readout(module, card, pre, maps_model: dict, sex=None, atlas: str | None = "
     ri_estimate = per_volume * (n_regions + 1)
     if labels is not None and _wanted(region_importance, ri_estimate):
         start("region importance")
-        rows, rec = occlude(module, volume, labels, names, atlas, baseline, voxel_mm3, sex)
+        rows, rec = occlude(module, volume, labels, names, atlas, baseline, voxel_mm3, sex, check=check)
         out.region_importance = rows
         out.record["region_importance"] = rec
     elif labels is not None:
@@ -118,7 +120,7 @@ def readout(module, card, pre, maps_model: dict, sex=None, atlas: str | None = "
     if maps_model and _wanted(faithfulness, ff_estimate):
         start("faithfulness")
         t1 = time.perf_counter()
-        out.faithfulness = faithfulness_of(module, volume, maps_model, baseline, brain, sex)
+        out.faithfulness = faithfulness_of(module, volume, maps_model, baseline, brain, sex, check=check)
         out.record["faithfulness"] = {"seconds": round(time.perf_counter() - t1, 3), "brain_voxels": int(brain.sum())}
     elif maps_model:
         out.record["faithfulness"] = {"skipped": _skip_text("faithfulness", ff_estimate, faithfulness)}

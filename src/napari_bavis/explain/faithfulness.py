@@ -69,7 +69,7 @@ def curves(module, volume, baseline, order, fractions=FRACTIONS, sex=None, ends=
 
 
 def faithfulness(module, volume, maps: dict, baseline, brain, sex=None, seed: int = 0,
-                 fractions=FRACTIONS, batch=BATCH) -> dict:
+                 fractions=FRACTIONS, batch=BATCH, check=None) -> dict:
     """Per map: ``deletion_auc``, ``insertion_auc``, ``random_deletion_auc``, ``random_insertion_auc``
     (years), and the curves themselves (``fractions``, ``deletion_curve``, ``insertion_curve``,
     ``random_deletion_curve``, ``random_insertion_curve``). The random ordering is one seeded
@@ -81,6 +81,8 @@ def faithfulness(module, volume, maps: dict, baseline, brain, sex=None, seed: in
     ends = (rand_del[0], rand_del[-1])
     out = {}
     for method, values in maps.items():
+        if check is not None:
+            check()  # the pipeline's cancel check, between maps
         dele, ins = curves(module, volume, baseline, ranking(values, brain, rng), fractions, sex, ends, batch)
         out[method] = {
             "deletion_auc": round(_auc(dele, fractions), 4),

@@ -59,8 +59,10 @@ def forward_ages(module, volumes: np.ndarray, sex=None, batch: int = BATCH) -> n
 
 
 def region_importance(module, volume: np.ndarray, labels: np.ndarray, names: dict, atlas: str,
-                      baseline: np.ndarray, voxel_mm3: float, sex=None, batch: int = BATCH) -> tuple[list[dict], dict]:
+                      baseline: np.ndarray, voxel_mm3: float, sex=None, batch: int = BATCH,
+                      check=None) -> tuple[list[dict], dict]:
     """Occlude each labelled region of ``labels`` (same grid as ``volume``) with ``baseline``.
+    ``check()`` runs before each batch (the pipeline's cancel check: it raises to stop).
 
     Returns (rows sorted by |delta_years|, record). ``delta_years`` = age with the region occluded
     minus age of the scan, both from the same batched forward path.
@@ -80,6 +82,8 @@ def region_importance(module, volume: np.ndarray, labels: np.ndarray, names: dic
 
     ages = []
     for start in range(0, len(present) + 1, batch):
+        if check is not None:
+            check()
         chunk = present[max(start - 1, 0):start + batch - 1]
         stack = occluded(chunk) if start else np.concatenate([volume[None], occluded(chunk)])
         ages.extend(forward_ages(module, stack, sex, batch))
