@@ -6,9 +6,8 @@ hooks and restores the model's modes. See docs/explain.md.
 
 from .capture import ACTIVATION_TYPES, resolve_layer
 from .engine import METHODS, compute_maps, default_layers, siamese_maps
-from .faithfulness import faithfulness
 from .occlusion import baseline_input, region_importance
 from .sanity import model_randomisation
 
-__all__ = ["ACTIVATION_TYPES", "METHODS", "baseline_input", "compute_maps", "default_layers", "faithfulness",
-           "model_randomisation", "region_importance", "resolve_layer", "siamese_maps"]
+__all__ = ["ACTIVATION_TYPES", "METHODS", "baseline_input", "compute_maps", "default_layers", "model_randomisation",
+           "region_importance", "resolve_layer", "siamese_maps"]
