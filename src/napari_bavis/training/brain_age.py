@@ -21,7 +21,7 @@ from ._common import (
     save_state,
     seed_everything,
 )
-from .data import DEMO_INPUT, augment, load_inputs, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, augment, load_inputs, pipeline_card, split_by_subject
 
 #: Small channels: the demo model must train on two shared CPU cores and ship in a few MB.
 DEMO_BA_CHANNELS = (4, 8, 16, 32)
@@ -93,6 +93,7 @@ def train_brain_age(
     cache_dir=None,
     workers: int = 1,
     command: str | None = None,
+    through_pipeline: bool = False,
 ):
     """Train ``ba3d`` on ``n_subjects`` healthy (CDR 0) phantoms aged 20-90 and save it to ``out_path``.
 
@@ -115,15 +116,18 @@ def train_brain_age(
     spec = {"input_kind": input_kind, "smoothing_fwhm_mm": float(smoothing_fwhm_mm),
             "intensity_normalisation": intensity_normalisation}
     config = {"task": "brain_age", "n_subjects": n_subjects, "epochs": epochs, "grid": grid.to_dict(), "seed": seed,
-              "batch_size": batch_size, "lr": lr, "channels": list(channels), **spec}
+              "batch_size": batch_size, "lr": lr, "channels": list(channels), **spec, "through_pipeline": bool(through_pipeline)}
     dev = models.pick_device(device)
     t_start = time.perf_counter()
 
     plan = plan_cohort(n_subjects, seed, ages=AGE_RANGE, cdr_weights={0.0: 1.0})
     train_plan, val_plan, test_plan = split_by_subject(plan, seed=seed)
-    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress)
-    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress)
-    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress)
+    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
+    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
+    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
     z_train = torch.tensor([(lab["age"] - AGE_CENTRE) / AGE_SCALE for lab in train_plan], dtype=torch.float32)
     age_val = np.array([lab["age"] for lab in val_plan])
     age_test = np.array([lab["age"] for lab in test_plan])
@@ -195,16 +199,14 @@ def train_brain_age(
         task="brain_age",
         input_kind=input_kind,
         grid=grid.to_dict(),
-        preprocessing={"bias_correction": True, "brain_extraction": True, "registration": "affine",
-                       "segmentation": input_kind == "gm", "modulation": False,
-                       "smoothing_fwhm_mm": float(smoothing_fwhm_mm),
-                       "intensity_normalisation": intensity_normalisation},
+        preprocessing=pipeline_card(grid, spec)["preprocessing"],
         sex_encoding=None,
         output={"meaning": "brain age", "units": "years"},
         training_age_range=list(AGE_RANGE),
         bias_correction=bias,
         reference_embeddings=None,
-        training_data=(f"synthetic phantoms from the MNI152 2009 template (napari_bavis.phantoms), "
+        training_data=(f"synthetic phantoms from the MNI152 2009 template (napari_bavis.phantoms"
+                       f"{INPUTS_NOTE[bool(through_pipeline)]}), "
                        f"{n_subjects} healthy (CDR 0) subjects aged 20-90, seed {seed}, split by subject "
                        f"{len(train_plan)}/{len(val_plan)}/{len(test_plan)} (train/validation/test); "
                        f"bias correction fitted on the validation split"),

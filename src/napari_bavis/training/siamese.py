@@ -21,7 +21,7 @@ from ._common import (
     save_state,
     seed_everything,
 )
-from .data import DEMO_INPUT, augment, load_inputs, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, augment, load_inputs, pipeline_card, split_by_subject
 
 DEMO_SIAMESE_CHANNELS = (4, 8, 16, 32)
 #: Cohort of the Siamese demo: healthy and AD-like (CDR 1 or 2) only, in a 20-year band of old age
@@ -122,6 +122,7 @@ def train_siamese(
     cache_dir=None,
     workers: int = 1,
     command: str | None = None,
+    through_pipeline: bool = False,
 ):
     """Train ``siamese3d`` on healthy vs AD-like phantoms (``ages``, default 65-85) and save it to ``out_path``.
 
@@ -146,16 +147,19 @@ def train_siamese(
     config = {"task": "siamese", "n_subjects": n_subjects, "epochs": epochs, "grid": grid.to_dict(), "seed": seed,
               "batch_size": batch_size, "lr": lr, "margin": margin, "channels": list(channels),
               "embedding_dim": embedding_dim, "ages": [float(a) for a in ages],
-              "init_trunk_from": str(init_trunk_from) if init_trunk_from else None, **spec}
+              "init_trunk_from": str(init_trunk_from) if init_trunk_from else None, **spec, "through_pipeline": bool(through_pipeline)}
     dev = models.pick_device(device)
     t_start = time.perf_counter()
 
     plan = plan_cohort(n_subjects, seed, ages=tuple(ages), cdr_weights=SIAMESE_CDR_WEIGHTS,
                        disease_min_age=min(55.0, float(ages[0])))
     train_plan, val_plan, test_plan = split_by_subject(plan, seed=seed)
-    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress)
-    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress)
-    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress)
+    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
+    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
+    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress,
+                             through_pipeline=through_pipeline)
     c_train, c_val, c_test = class_labels(train_plan), class_labels(val_plan), class_labels(test_plan)
     y_train = torch.as_tensor(c_train)
 
@@ -233,16 +237,14 @@ def train_siamese(
         task="siamese",
         input_kind=input_kind,
         grid=grid.to_dict(),
-        preprocessing={"bias_correction": True, "brain_extraction": True, "registration": "affine",
-                       "segmentation": input_kind == "gm", "modulation": False,
-                       "smoothing_fwhm_mm": float(smoothing_fwhm_mm),
-                       "intensity_normalisation": intensity_normalisation},
+        preprocessing=pipeline_card(grid, spec)["preprocessing"],
         sex_encoding=None,
         output={"meaning": "unit embedding (cosine similarity of two scans)", "units": "cosine"},
         training_age_range=[float(a) for a in ages],
         bias_correction=None,
         reference_embeddings=refs,
-        training_data=(f"synthetic phantoms from the MNI152 2009 template (napari_bavis.phantoms), "
+        training_data=(f"synthetic phantoms from the MNI152 2009 template (napari_bavis.phantoms"
+                       f"{INPUTS_NOTE[bool(through_pipeline)]}), "
                        f"{n_subjects} subjects aged {ages[0]:g}-{ages[1]:g} ({n_subjects - n_ad} healthy CDR 0, {n_ad} AD-like "
                        f"CDR 1-2), seed {seed}, split by subject {len(train_plan)}/{len(val_plan)}/{len(test_plan)}; "
                        f"contrastive loss (margin {margin:g}) on all pairs of each batch{trunk_note}"),
