@@ -1004,6 +1004,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--restart", action="store_true", help="ignore a saved resume state and start over")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
+
+    from .cli_bids import add_bids_parser  # issue 16: the BIDS-App interface
+
+    add_bids_parser(sub, devices)
     return parser
 
 

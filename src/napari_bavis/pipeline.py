@@ -563,8 +563,10 @@ def export_analysis(
     mode: str | None = None,
     min_size_mm3: float = 50.0,
     figure_method: str | None = None,
+    pdf: bool = True,
 ) -> dict:
-    """Write every map (NIfTI, the scan file's space), a three-plane PNG and report.json into ``out_dir``.
+    """Write every map (NIfTI, the scan file's space), a three-plane PNG, report.json and (``pdf``) the
+    printable report.pdf into ``out_dir``.
 
     All files go to a temporary folder first, which replaces ``out_dir`` at the end, so a killed
     run never leaves half results. Returns the report dict. Default cut: the top 5 % of each map;
@@ -587,6 +589,11 @@ def export_analysis(
 
             write_bytes_atomic(tmp / "faithfulness.png", faithfulness_figure(analysis.faithfulness))
             report["faithfulness_figure"] = "faithfulness.png"
+        if pdf:  # the printable report (report_pdf.py)
+            from .report_pdf import write_report_pdf
+
+            report["report_pdf"] = "report.pdf"
+            write_report_pdf(tmp / "report.pdf", analysis, report)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
         _commit_dir(tmp, out_dir)
     except BaseException:

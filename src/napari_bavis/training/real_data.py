@@ -45,11 +45,8 @@ def read_participants(bids_dir) -> list[Participant]:
     table = bids_dir / "participants.tsv"
     if not table.is_file():
         raise TrainingError(f"{bids_dir} has no participants.tsv (needed for the ages)")
-    with open(table, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
     out = []
-    for row in rows:
-        row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+    for row in participant_rows(table):
         subject = row.get("participant_id", "")
         try:
             age = float(row.get("age", ""))
@@ -60,12 +57,23 @@ def read_participants(bids_dir) -> list[Participant]:
         scans = sorted((bids_dir / subject).glob("**/anat/*_T1w.nii*")) if subject else []
         if not scans:
             continue
-        sex_value = next((row[c].lower() for c in SEX_COLUMNS if row.get(c)), "")
-        sex = "F" if sex_value in FEMALE else "M" if sex_value in MALE else None
-        out.append(Participant(subject, scans[0], age, sex, row.get("group") or None, row))
+        out.append(Participant(subject, scans[0], age, sex_of(row), row.get("group") or None, row))
     if not out:
         raise TrainingError(f"no participant in {table} has both an age and a T1w scan")
     return out
+
+
+def participant_rows(table) -> list[dict]:
+    """The rows of a ``participants.tsv``: column names lower-cased, values stripped ("" when empty)."""
+    with open(table, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in rows]
+
+
+def sex_of(row: dict) -> str | None:
+    """"F", "M" or None from a participants row's ``sex`` or ``gender`` column (any case)."""
+    value = next((row[c].lower() for c in SEX_COLUMNS if row.get(c)), "")
+    return "F" if value in FEMALE else "M" if value in MALE else None
 
 
 def dataset_info(bids_dir) -> dict:
