@@ -4,8 +4,8 @@
 #   bash scripts/setup.sh --testing  # runtime + test tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=""
-[ "${1:-}" = "--testing" ] && extras="[testing]"
+extras="[all]"
+[ "${1:-}" = "--testing" ] && extras="[all,testing]"
 
 # napari needs a real OpenGL; on a machine without a screen it renders through Xvfb + Mesa (llvmpipe).
 packages="xvfb xauth libgl1-mesa-dri libglx-mesa0 libegl1 libxkbcommon-x11-0 libxcb-cursor0 libdbus-1-3 libfontconfig1
