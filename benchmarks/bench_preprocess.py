@@ -82,7 +82,7 @@ def main() -> None:
     print("|" + "-" * (width + 1) + "|" + "|".join("-" * 26 for _ in columns) + "|")
     for step in steps:
         print(f"| {step}".ljust(width + 2) + "| " + " | ".join(f"{columns[n][step]:>24.2f}" for n in columns) + " |")
-    print(f"| total, first (cold) run".ljust(width + 2) + "| " + " | ".join(f"{cold[n]:>24.2f}" for n in columns) + " |")
+    print("| total, first (cold) run".ljust(width + 2) + "| " + " | ".join(f"{cold[n]:>24.2f}" for n in columns) + " |")
     for name in qc:
         q = qc[name]
         print(f"{name}: registration correlation {q['registration_correlation']:.3f}, mask {q['mask_volume_ml']:.0f} ml, "

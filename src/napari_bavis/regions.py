@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
 THRESHOLD_MODES = ("value", "top_percent")
 #: The default cut: the top 5 % of each map's support. A fixed share keeps every activated region

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 from importlib import metadata
-from pathlib import Path
 
 BLOCKED = ("PyQt5", "PyQt6", "PySide2", "PySide6", "qtpy", "magicgui", "vispy", "napari", "superqt", "app_model")
 
