@@ -205,6 +205,7 @@ def counted_analyze(monkeypatch):
         return _fake_analysis(scan, {m: _blob_map(scan.data.shape) for m in methods})
 
     monkeypatch.setattr(pipeline, "analyze", fake)
+    monkeypatch.setattr(_analysis_widget._RunWidget, "worker_kind", "thread")  # the patch lives in this process
     return calls
 
 
@@ -316,6 +317,7 @@ def test_cancel_mid_run_adds_no_layers(make_napari_viewer, qtbot, blob_scan, mon
         return _fake_analysis(scan, {"gradcam++": _blob_map(scan.data.shape)})
 
     monkeypatch.setattr(pipeline, "analyze", slow)
+    monkeypatch.setattr(_analysis_widget._RunWidget, "worker_kind", "thread")
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)
@@ -365,6 +367,7 @@ def test_unexpected_error_is_one_line(make_napari_viewer, qtbot, blob_scan, monk
         raise ZeroDivisionError("float division by zero")
 
     monkeypatch.setattr(pipeline, "analyze", broken)
+    monkeypatch.setattr(_analysis_widget._RunWidget, "worker_kind", "thread")
     viewer = make_napari_viewer()
     open_scan(viewer, blob_scan)
     widget = dock(viewer, qtbot)

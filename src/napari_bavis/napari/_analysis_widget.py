@@ -7,7 +7,6 @@ No ``from __future__ import annotations``: napari reads the ``viewer`` annotatio
 
 import itertools
 import logging
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -39,7 +38,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import pipeline, settings
-from ..errors import BavisError, Cancelled
+from ..errors import BavisError
 from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
 from ..summary import brain_age_text, model_label, unique_notes
 from . import _layers
@@ -63,47 +62,27 @@ class _Relay(QObject):
     step = Signal(int, str, int, int)
 
 
-def _call_in_worker(call, relay: _Relay, run_id: int, kwargs: dict):
-    """Runs in the worker thread: never touches widgets or layers; returns (status, value)."""
+def _start_worker(owner, func, *args, on_done):
+    """``func(*args)`` in a thread of this interpreter; ``on_done(value)`` on the GUI thread (owner's timer)."""
+    from ._process_runner import Job
 
-    def progress(step: str, done: int, total: int) -> None:
-        try:
-            relay.step.emit(run_id, step, int(done), int(total))
-        except RuntimeError:  # the widget was closed mid-run: stop at this step
-            raise Cancelled("the widget was closed") from None
-
-    try:
-        return "ok", call(progress=progress, **kwargs)
-    except Cancelled as err:
-        return "cancelled", err
-    except BavisError as err:
-        return "error", err
-    except Exception as err:  # an unexpected failure still becomes one line, never a dialog
-        log.exception("napari-bavis run failed")
-        return "crash", err
-
-
-def _start_worker(func, *args, on_done):
-    from napari.qt.threading import create_worker
-
-    worker = create_worker(func, *args, _start_thread=False)
-    worker.returned.connect(on_done)
-    worker.start()
-    return worker
+    return Job(owner, lambda progress=None, cancel=None: func(*args), {}, lambda o: on_done(o[1]), kind="thread")
 
 
 def _one_line(status: str, err: BaseException, what: str) -> str:
     if status == "crash":
         text = " ".join(str(err).split()) or "no message"
-        return f"{what} failed unexpectedly: {type(err).__name__}: {text[:200]}"
+        return f"{what} failed unexpectedly: {getattr(err, 'type_name', type(err).__name__)}: {text[:200]}"
     return f"{what}: {err}"
 
 
 def _snapshot(layer) -> SimpleNamespace:
-    """What the worker needs from a layer, taken on the GUI thread."""
+    """What the worker needs from a layer, taken on the GUI thread (plain data: it is pickled to a worker process)."""
+    source = (layer.metadata or {}).get("bavis_source")
     return SimpleNamespace(
-        name=layer.name, data=layer.data, scale=tuple(layer.scale), translate=tuple(layer.translate),
-        axis_labels=tuple(layer.axis_labels), units=tuple(layer.units), metadata=dict(layer.metadata or {}),
+        name=layer.name, data=np.asarray(layer.data), scale=tuple(layer.scale), translate=tuple(layer.translate),
+        axis_labels=tuple(layer.axis_labels), units=tuple(str(u) for u in layer.units),
+        metadata={} if source is None else {"bavis_source": source},
         rgb=getattr(layer, "rgb", False), multiscale=getattr(layer, "multiscale", False),
     )
 
@@ -255,7 +234,7 @@ class ModelPicker(QWidget):
             return
         self.card_text.setText("reading the model card…")
         self._inspecting = model
-        _start_worker(_inspect_model, model, on_done=self._on_inspected)
+        _start_worker(self, _inspect_model, model, on_done=self._on_inspected)
 
     def _on_inspected(self, outcome) -> None:
         model, status, value, cuda = outcome
@@ -562,7 +541,6 @@ class _RunWidget(QWidget):
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
         self._run_id = 0
-        self._cancel: threading.Event | None = None
         self._worker = None
         self._export_worker = None
         self.last_export: Path | None = None
@@ -581,8 +559,15 @@ class _RunWidget(QWidget):
         self.research.setToolTip("Brain-age estimates and maps are research outputs, not diagnoses")
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
+        self._run_layers: list = []
+        self._dropped = ""
+        viewer.layers.events.removed.connect(self._on_layer_removed)
 
-    # subclasses: _job() -> (callable, kwargs) or None; _result_stages(value) -> [callables]
+    #: "process" (default: a worker process per run), "thread" (tests that patch the pipeline); None: BAVIS_WORKER
+    worker_kind: str | None = None
+
+    # subclasses: _job() -> ("module:function", kwargs) or None, setting self._run_layers;
+    # _result_stages(value) -> [callables]
     @property
     def running(self) -> bool:
         """True from Run until the last result layer is in the viewer."""
@@ -603,20 +588,41 @@ class _RunWidget(QWidget):
         call, kwargs = job
         self._run_id = next(_RUN_IDS)
         self._busy = True
-        self._cancel = threading.Event()
-        kwargs["cancel"] = self._cancel
+        self._dropped = ""
         self._set_running(True)
         self.progress.setRange(0, 0)
         self.step_label.setText("starting…")
         self._started = time.perf_counter()
         self._open_activity()
-        self._worker = _start_worker(_call_in_worker, call, self._relay, self._run_id, kwargs, on_done=self._on_done)
+        from ._process_runner import Job
+
+        run_id = self._run_id
+        self._worker = Job(self, call, kwargs, self._on_done, kind=self.worker_kind,
+                           on_progress=lambda step, done, total: self._relay.step.emit(run_id, step, done, total))
 
     def cancel(self) -> None:
-        if self._cancel is not None:
-            self._cancel.set()
-            self.step_label.setText("cancelling at the end of this step…")
+        if self._worker is not None:
+            self._worker.cancel()  # a worker process that has not stopped within 1 s is terminated
+            self.step_label.setText("cancelling…")
             self.cancel_button.setEnabled(False)
+
+    def _layers_gone(self) -> list[str]:
+        """Names of this run's scan layers no longer in the viewer (removed, or replaced by another layer)."""
+        return [name for name, layer in self._run_layers
+                if not any(other is layer for other in self._viewer.layers)]
+
+    def _on_layer_removed(self, event=None) -> None:
+        if not self.running or self._dropped:
+            return
+        gone = self._layers_gone()
+        if gone:
+            self._dropped = (f"napari-bavis: {', '.join(gone)} was removed during the {self.WHAT}; "
+                             "its results were dropped")
+            show_warning(self._dropped)
+            if self._worker is not None:
+                self.cancel()
+            else:  # already adding results: stop there
+                self._stages = []
 
     def _open_activity(self) -> None:
         try:
@@ -646,11 +652,12 @@ class _RunWidget(QWidget):
 
     def _on_done(self, outcome) -> None:
         status, value = outcome
-        self._cancel = None
         self._worker = None
         self._close_activity()
         self.progress.setRange(0, 1)
         self.progress.setValue(1 if status == "ok" else 0)
+        if self._dropped:  # the scan went mid-run: nothing is added (the notification was shown once)
+            status = "dropped"
         if status == "ok":
             self.compute_s = time.perf_counter() - self._started
             self.step_label.setText("adding the results to the viewer…")
@@ -659,7 +666,9 @@ class _RunWidget(QWidget):
             return
         self._busy = False
         self._set_running(False)
-        if status == "cancelled":
+        if status == "dropped":
+            self.step_label.setText("results dropped: the scan was removed")
+        elif status == "cancelled":
             self.step_label.setText("cancelled")
             show_info(f"napari-bavis: {self.WHAT} cancelled; nothing was added")
         else:
@@ -680,6 +689,10 @@ class _RunWidget(QWidget):
             return
         self._busy = False
         self._set_running(False)
+        if self._dropped:  # the scan went while its results were being added: none stay
+            self.clear_results()
+            self.step_label.setText("results dropped: the scan was removed")
+            return
         self.step_label.setText(f"done in {time.perf_counter() - self._started:.1f} s "
                                 f"(computing {self.compute_s:.1f} s)")
 
@@ -724,7 +737,9 @@ class _RunWidget(QWidget):
             write(result, target, **kwargs)
             return target
 
-        self._export_worker = _start_worker(_call_in_worker, export, self._relay, -1, {}, on_done=self._on_exported)
+        from ._process_runner import Job
+
+        self._export_worker = Job(self, export, {}, self._on_exported, kind="thread")
 
     def _on_exported(self, outcome) -> None:
         status, value = outcome
@@ -874,14 +889,11 @@ class AnalysisWidget(_RunWidget):
             raise BavisError("choose a model: a bundled one or Load checkpoint…")
         snapshot = _snapshot(layer)
         self._pending = (layer.name, _layers.scan_geometry(snapshot))
+        self._run_layers = [(layer.name, layer)]
         age = self.age.value()
         sex = self.sex.currentText()
-
-        def analyze(progress, cancel, **kwargs):
-            scan = _layers.scan_of_layer(snapshot)
-            return pipeline.analyze(scan, progress=progress, cancel=cancel, **kwargs)
-
-        return analyze, {
+        return "napari_bavis.napari._jobs:analyze_snapshot", {
+            "snapshot": snapshot,
             "model": model,
             "chronological_age": None if age < 0 else float(age),
             "sex": None if sex == "not given" else sex,

@@ -118,12 +118,9 @@ class CompareWidget(_RunWidget):
         snap_a, snap_b = _snapshot(a), _snapshot(b)
         names = (a.name, b.name)
         self._pending = (names, _layers.scan_geometry(snap_a), _layers.scan_geometry(snap_b))
-
-        def compare(progress, cancel, **kwargs):
-            scan_a, scan_b = _layers.scan_of_layer(snap_a), _layers.scan_of_layer(snap_b)
-            return pipeline.compare(scan_a, scan_b, progress=progress, cancel=cancel, **kwargs)
-
-        return compare, {"model": model, "methods": tuple(self.chosen_methods()), "device": self.model.device.currentText()}
+        self._run_layers = [(a.name, a), (b.name, b)]
+        return "napari_bavis.napari._jobs:compare_snapshots", {
+            "snapshot_a": snap_a, "snapshot_b": snap_b, "model": model, "methods": tuple(self.chosen_methods()), "device": self.model.device.currentText()}
 
     def _result_stages(self, comparison):
         names, geo_a, geo_b = self._pending

@@ -1,0 +1,38 @@
+"""The jobs the widgets hand to napari_bavis.runner, as importable functions (a worker process can
+only be sent a function by name). They take layer snapshots (plain data, see
+_analysis_widget._snapshot), never layers or widgets, and import neither Qt nor napari.
+"""
+
+from __future__ import annotations
+
+from .. import pipeline
+from ..errors import BavisError
+
+
+def analyze_snapshot(snapshot, progress=None, cancel=None, **kwargs):
+    from ._layers import scan_of_layer
+
+    return pipeline.analyze(scan_of_layer(snapshot), progress=progress, cancel=cancel, **kwargs)
+
+
+def compare_snapshots(snapshot_a, snapshot_b, progress=None, cancel=None, **kwargs):
+    from ._layers import scan_of_layer
+
+    scan_a, scan_b = scan_of_layer(snapshot_a), scan_of_layer(snapshot_b)
+    return pipeline.compare(scan_a, scan_b, progress=progress, cancel=cancel, **kwargs)
+
+
+def inspect_model(model, progress=None, cancel=None):
+    """(card or error, whether CUDA exists): read in the worker, so torch never loads in the viewer."""
+    try:
+        _, card = pipeline.load_model(model, device="cpu")
+        status, value = "ok", card
+    except BavisError as err:
+        status, value = "error", err
+    try:
+        import torch
+
+        cuda = bool(torch.cuda.is_available())
+    except Exception:
+        cuda = False
+    return status, value, cuda
