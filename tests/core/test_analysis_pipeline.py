@@ -87,7 +87,7 @@ def test_export_writes_maps_figure_and_report_without_touching_input(analysis, w
     report = pipeline.export_analysis(result, out, threshold=0.3)
     names = sorted(p.name for p in out.iterdir())
     assert names == ["faithfulness.png", "figure.png", "map_gradcampp.nii.gz", "map_smoe.nii.gz",
-                     "map_smoexgradcampp.nii.gz", "report.json"]
+                     "map_smoexgradcampp.nii.gz", "report.json", "report.pdf"]
     on_disk = json.loads((out / "report.json").read_text())
     assert on_disk == report
     for key in ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected", "regions", "model", "record"):
