@@ -56,6 +56,7 @@ def three_plane_figure(
                               alpha=0.8, interpolation="nearest")
         ax.set_title(name, color="white", fontsize=10)
         ax.set_axis_off()
+        _orientation_letters(ax, name, flip_lr)
     if shown is not None:
         bar = fig.colorbar(shown, ax=list(axes), fraction=0.02, pad=0.01)
         bar.set_label(f"{overlay_label} (shown above {cutoff:.2f})", color="white")
@@ -67,6 +68,23 @@ def three_plane_figure(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", facecolor="black")
     return buffer.getvalue()
+
+
+#: Letters at the (left, right, bottom, top) edges of each plane as drawn in neurological order
+#: (display axes S, A, R with origin="lower": columns run R-ward / A-ward, rows run S-ward / A-ward).
+_EDGES = {"axial": ("L", "R", "P", "A"), "coronal": ("L", "R", "I", "S"), "sagittal": ("P", "A", "I", "S")}
+
+
+def _orientation_letters(ax, plane: str, flipped_lr: bool) -> None:
+    """L/R, A/P, S/I at the edges of a plane, so a printed figure can be read without the caption."""
+    left, right, bottom, top = _EDGES[plane]
+    if flipped_lr:
+        left, right = right, left
+    style = {"color": "#7fd3ff", "fontsize": 11, "fontweight": "bold", "transform": ax.transAxes}
+    ax.text(0.01, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.99, 0.5, right, ha="right", va="center", **style)
+    ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
+    ax.text(0.5, 0.99, top, ha="center", va="top", **style)
 
 
 def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> str:

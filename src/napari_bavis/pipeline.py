@@ -29,9 +29,11 @@ from .io import Scan, load_scan, scan_from_image
 from .regions import activated_regions, resolve_threshold, threshold_value
 from .summary import analysis_title, unique_notes
 
-#: Methods shown by default: the thesis's final map and its two factors.
-DEFAULT_METHODS = ("gradcam++", "smoe", "smoe*gradcam++")
-ALL_METHODS = ("gradcam", "gradcam++", "smooth-gradcam++", "smoe", "smoe*gradcam++", "smoe*gradcam")
+# The method table (names, titles, defaults, figure order) lives in methods.py; its names are
+# re-exported here for callers of the pipeline.
+from .methods import ALL_METHODS, DEFAULT_METHODS, FIGURE_PREFERENCE, figure_method  # noqa: F401
+from .methods import file_stem as _method_file
+from .methods import title as method_title
 #: Bundled models, shipped as package data: the phantom demos and the real-brain model.
 BUNDLED = {"demo": "demo.pt", "demo-siamese": "demo-siamese.pt", "ds002748": "ds002748.pt"}
 #: The brain-age model a user gets without choosing one (analyze, the CLI, the widget, settings):
@@ -381,7 +383,7 @@ def compare(
     scan_a,
     scan_b,
     model="demo-siamese",
-    methods: Sequence[str] = ("gradcam++", "smoe", "smoe*gradcam++"),
+    methods: Sequence[str] = DEFAULT_METHODS,
     device: str = "auto",
     progress: Progress | None = None,
     cancel=None,
@@ -482,10 +484,6 @@ def card_summary(card) -> dict:
     return {k: d.get(k) for k in keys}
 
 
-def _method_file(method: str) -> str:
-    return method.replace("*", "x").replace("+", "p")
-
-
 def _prepare_dir(out_dir: Path, protect: Sequence) -> Path:
     """A fresh temporary folder beside ``out_dir``; renamed over it only when everything is written."""
     for p in protect:
@@ -505,9 +503,6 @@ def _commit_dir(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)
-
-
-FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
 def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mode, min_size_mm3, protect,
@@ -547,11 +542,11 @@ def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: st
     """Three planes through the strongest voxel of ``method`` (default: the thesis's final map, if computed)."""
     from .figure import three_plane_figure, write_bytes_atomic
 
-    shown = method or next((m for m in FIGURE_PREFERENCE if m in maps), None)
+    shown = method or figure_method(maps)
     png = three_plane_figure(
         scan.data, scan.scale, maps.get(shown) if shown else None,
         cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
-        title=title + (f" — {shown}" if shown else ""), overlay_label=shown or "",
+        title=title + (f" — {method_title(shown)}" if shown else ""), overlay_label=method_title(shown) if shown else "",
     )
     write_bytes_atomic(path, png)
 

@@ -6,13 +6,14 @@ import json
 import os
 from pathlib import Path
 
+from .methods import DEFAULT_METHODS
 from .pipeline import DEFAULT_MODEL
 
 DEFAULTS = {
     "convention": "neurological",  # or "radiological": patient's right on the screen's left
     "model": DEFAULT_MODEL,  # the real-brain model; the phantom demo asks for "demo" itself
     "device": "auto",
-    "methods": ["gradcam++", "smoe", "smoe*gradcam++"],
+    "methods": list(DEFAULT_METHODS),
     "threshold": 5.0,  # regions.DEFAULT_THRESHOLD: the top 5 % of each map (docs/explain.md, "Threshold")
     "threshold_mode": "top_percent",
     "export_dir": "",

@@ -18,10 +18,11 @@ from .capture import Request, eval_mode, last_of_each_resolution, no_autocast, r
 from .smoe import NORMALISATIONS, normalise_layer
 from .targets import ScoreFn, cosine_target, per_input_target
 
-METHODS = ("gradcam", "gradcam++", "smooth-gradcam++", "smoe", "smoe*gradcam++", "smoe*gradcam")
-_CAM_METHODS = ("gradcam", "gradcam++", "smoe*gradcam", "smoe*gradcam++")
-_SMOE_METHODS = ("smoe", "smoe*gradcam", "smoe*gradcam++")
-_PRODUCTS = ("smoe*gradcam", "smoe*gradcam++")
+from ..methods import ALL_METHODS as METHODS
+from ..methods import CAM_METHODS as _CAM_METHODS
+from ..methods import PRODUCT_METHODS as _PRODUCTS
+from ..methods import SMOE_METHODS as _SMOE_METHODS
+
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 

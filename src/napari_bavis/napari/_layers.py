@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import BavisError
+from .. import methods
 from ..io import DISPLAY_AXES, Scan, affine_from_layer_geometry, scan_from_image
 
 #: Perceptual base colormap of the maps (absolute: a colour means the same value at any threshold).
@@ -20,22 +21,14 @@ MAP_OPACITY = 0.7
 #: opaque part this far above the cutoff keeps every value below the cutoff fully transparent.
 LUT_MARGIN = 2.0 / 1024.0
 
-METHOD_TITLES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "smooth-gradcam++": "Smooth Grad-CAM++",
-    "smoe": "SMOE",
-    "smoe*gradcam++": "SMOE×Grad-CAM++",
-    "smoe*gradcam": "SMOE×Grad-CAM",
-}
-
-
 def method_title(method: str) -> str:
-    return METHOD_TITLES.get(method, method)
+    """The method's human title, from the core's method table (explain/methods.py)."""
+    return methods.title(method)
 
 
-def map_layer_name(scan_name: str, method: str) -> str:
-    return f"{scan_name} · {method_title(method)}"
+def map_layer_name(scan_name: str, method: str, model: str | None = None) -> str:
+    """``<scan> · <method> · <model>``: a map layer says which scan and which model it belongs to."""
+    return f"{scan_name} · {method_title(method)}" + (f" · {model}" if model else "")
 
 
 def threshold_colormap(cutoff: float, base: str = MAP_COLORMAP):

@@ -1,0 +1,56 @@
+"""The method table is the one source of method names and titles; the report figure reads it and
+carries orientation letters (a printed figure must be readable without its caption)."""
+
+import io
+
+import numpy as np
+import pytest
+
+from napari_bavis import figure, methods, pipeline, settings
+from napari_bavis.explain import engine
+
+
+def test_every_reader_of_method_names_takes_them_from_the_table():
+    assert engine.METHODS == pipeline.ALL_METHODS == methods.ALL_METHODS
+    assert tuple(settings.DEFAULTS["methods"]) == pipeline.DEFAULT_METHODS == methods.DEFAULT_METHODS
+    assert set(engine._PRODUCTS) == {m for m in methods.ALL_METHODS if "*" in m}
+    assert methods.title("smoe*gradcam++") == "SMOE×Grad-CAM++" and methods.title("unknown") == "unknown"
+    assert methods.file_stem("smoe*gradcam++") == "smoexgradcampp"
+    assert methods.figure_method({"smoe": 1, "gradcam++": 1}) == "gradcam++"
+    assert methods.figure_method({}) is None
+    assert "smooth-gradcam++" not in methods.SIAMESE_METHODS
+
+
+def _texts(monkeypatch):
+    """Capture every text matplotlib's Axes.text / Figure.suptitle / colour-bar label gets."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    seen = []
+    for cls, name in ((Axes, "text"), (Figure, "suptitle"), (Axes, "set_ylabel")):
+        original = getattr(cls, name)
+
+        def spy(self, *args, _original=original, **kwargs):
+            seen.append(" ".join(str(a) for a in args if isinstance(a, str)))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("radiological", [False, True])
+def test_figure_has_orientation_letters_and_flips_them_for_radiological(monkeypatch, radiological):
+    seen = _texts(monkeypatch)
+    scan = np.random.default_rng(0).random((20, 24, 22)).astype(np.float32)
+    overlay = np.zeros_like(scan)
+    overlay[8:12, 10:14, 4:8] = 1.0  # on the patient's left (low R index)
+    png = figure.three_plane_figure(scan, (1, 1, 1), overlay, cutoff=0.5, title="t",
+                                    overlay_label=methods.title("smoe*gradcam++"), radiological=radiological)
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(png)).size[0] > 600
+    letters = [t for t in seen if t in {"L", "R", "A", "P", "S", "I"}]
+    assert sorted(letters) == sorted(["L", "R", "P", "A"] + ["L", "R", "I", "S"] + ["P", "A", "I", "S"])
+    # the axial plane's first letter is its left edge: L in neurological order, R in radiological
+    assert letters[0] == ("R" if radiological else "L")
+    assert any("SMOE×Grad-CAM++" in t for t in seen)
