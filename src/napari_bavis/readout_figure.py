@@ -17,7 +17,8 @@ def faithfulness_figure(faithfulness: dict, titles=None, width_in: float = 7.0) 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    titles = titles or (lambda m: m)
+    if titles is None:
+        from .methods import title as titles
     methods = list(faithfulness)
     rows = max(1, len(methods))
     fig = Figure(figsize=(width_in, 1.9 * rows + 0.4), dpi=90)
