@@ -33,13 +33,14 @@ def collect(bids_dir, out_dir) -> list[dict]:
         if report is None:
             continue
         row = {"participant": f"sub-{scan.subject}", "session": f"ses-{scan.session}" if scan.session else "",
-               "run": scan.prefix, "age": scan.age, "sex": scan.sex or ""}
+               "scan": scan.prefix, "age": scan.age, "sex": scan.sex or ""}
         row.update({k: v for k, v in scan.row.items() if k not in _OWN})
         row.update(brain_age=report.get("brain_age"), brain_age_uncertainty=report.get("brain_age_uncertainty"),
                    # against the table's age (participants.tsv / sessions.tsv now), not the one the report was made with
                    brain_age_gap=(report["brain_age"] - scan.age if scan.age is not None and report.get("brain_age") is not None
                                   else report.get("brain_age_gap")),
                    brain_age_gap_model_corrected=report.get("brain_age_gap_corrected"),
+                   brain_age_corrected=None, brain_age_gap_corrected=None,  # set by apply_correction
                    model=f"{(report.get('model') or {}).get('name')} {(report.get('model') or {}).get('version')}",
                    warnings=" | ".join(unique_notes(report.get("warnings"))),
                    _maps_mni={m: scan.anat_dir(out_dir) / f for m, f in (report.get("maps_mni") or {}).items()})
