@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from napari_bavis import models, pipeline, summary
+from napari_bavis import export, models, pipeline, summary
 from napari_bavis.io import load_scan
 from napari_bavis.models.inference import AgePrediction
 
@@ -49,8 +49,8 @@ def handmade(tmp_path):
 
 def test_export_puts_uncertainty_and_each_warning_once_in_the_report(handmade, tmp_path, monkeypatch):
     titles = []
-    real = pipeline._write_figure
-    monkeypatch.setattr(pipeline, "_write_figure", lambda *a, **k: (titles.append(a[5]), real(*a, **k)))
+    real = export._write_figure
+    monkeypatch.setattr(export, "_write_figure", lambda *a, **k: (titles.append(a[5]), real(*a, **k)))
     report = pipeline.export_analysis(handmade, tmp_path / "out")
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     assert on_disk["brain_age_uncertainty"] == pytest.approx(1.14)
