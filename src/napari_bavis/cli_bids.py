@@ -6,7 +6,6 @@ cli.py's parser by :func:`add_bids_parser`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -85,8 +84,11 @@ def _participant(args, bids_dir: Path, out: Path) -> int:
         elif outcome.status == "done" and outcome.report:
             print(f"{outcome.prefix}: {report_line(outcome.report)}", flush=True)
 
-    outcomes = run_participants(selected, options, nprocs=args.nprocs, dask_local=local,
-                                dask_scheduler=args.dask_scheduler, on_outcome=shown)
+    try:
+        outcomes = run_participants(selected, options, nprocs=args.nprocs, dask_local=local,
+                                    dask_scheduler=args.dask_scheduler, on_outcome=shown)
+    except BavisError as err:  # e.g. an unreachable Dask scheduler: before any scan ran
+        raise UsageError(str(err)) from None
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "failed", "skipped", "busy")}
     busy = f", {counts['busy']} left to another run" if counts["busy"] else ""
     _err(f"napari-bavis: {counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped{busy} "

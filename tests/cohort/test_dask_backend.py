@@ -46,3 +46,13 @@ def test_dask_local_cluster_equals_the_serial_run(participant_run, tiny_bids, tm
         run_group(tiny_bids, root, fit_on="all")
         tables.append((root / "group" / "brainage.tsv").read_text())
     assert tables[0] == tables[1]
+
+
+def test_unusable_dask_options_are_one_line_usage_errors(tiny_bids, tmp_path, capsys):
+    from napari_bavis.cli import main
+
+    for option in (["--dask", "local:0"], ["--dask", "slurm"], ["--dask-scheduler", "foo://127.0.0.1:1"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["bids", str(tiny_bids), str(tmp_path / "out"), "participant", "--model", "demo", *option])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, option

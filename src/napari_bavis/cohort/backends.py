@@ -47,7 +47,14 @@ def _dask(scans, options, done, local_workers=None, scheduler=None, processes=Tr
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise BidsError("--dask needs dask.distributed: pip install distributed") from None
+    import dataclasses
+    import logging
+
     cluster = None
+    if not scheduler:  # a local cluster: its workers share this machine's cores; its shutdown chatter is noise
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        if not options.omp_nthreads:
+            options = dataclasses.replace(options, omp_nthreads=max(1, (os.cpu_count() or 1) // local_workers))
     try:
         if scheduler:
             client = Client(scheduler, timeout="30s")
@@ -55,7 +62,7 @@ def _dask(scans, options, done, local_workers=None, scheduler=None, processes=Tr
             cluster = LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=processes,
                                    dashboard_address=None)
             client = Client(cluster)
-    except (OSError, TimeoutError, ValueError) as err:
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
         raise BidsError(f"cannot reach the Dask scheduler {scheduler or 'local'}: {' '.join(str(err).split())}") from None
     try:
         futures = client.map(process_scan, list(scans), options=options, pure=False)
