@@ -100,6 +100,14 @@ def test_group_level_table_and_gap_by_group(participant_run, tiny_bids):
     assert f"group patient: n=2, gap {np.mean(gaps):+.2f}" in stdout
     for g in ("control", "patient", "all"):
         assert (out / "group" / f"group-{g}_space-MNI152NLin2009aSym_desc-gradcampp_mean.nii.gz").is_file()
+    import nibabel as nib
+
+    def mni(prefix):
+        return np.asarray(nib.load(_anat(out, prefix) / f"{prefix}_space-MNI152NLin2009aSym_desc-gradcampp_map.nii.gz").dataobj)
+
+    mean = np.asarray(nib.load(out / "group" / "group-patient_sex-M_space-MNI152NLin2009aSym_desc-gradcampp_mean.nii.gz").dataobj)
+    assert np.allclose(mean, (mni("sub-02_ses-01") + mni("sub-02_ses-02")) / 2, atol=1e-6)  # group × sex mean
+    assert not (out / "group" / "group-patient_sex-F_space-MNI152NLin2009aSym_desc-gradcampp_mean.nii.gz").exists()
     assert (out / "group" / "summary.png").stat().st_size > 10_000
     assert (out / "group" / "summary.pdf").read_bytes().startswith(b"%PDF")
 

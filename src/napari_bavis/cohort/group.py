@@ -118,26 +118,40 @@ def write_tsv(path: Path, rows: list[dict]) -> None:
     write_bytes_atomic(path, buffer.getvalue().encode())
 
 
-def mean_maps(rows, column: str, folder: Path) -> dict:
-    """Voxel-wise mean of every map in MNI space per group (and all): ``group/<col>-<value>_space-..._desc-<m>_mean.nii.gz``."""
+def _mean_image(paths):
+    """Voxel-wise mean of NIfTI files on one grid, summed one at a time (a large cohort fits in memory)."""
     import nibabel as nib
 
+    first = nib.load(paths[0])
+    total = np.zeros(first.shape, np.float64)
+    for p in paths:
+        total += np.asarray(nib.load(p).dataobj, np.float32)
+    return nib.Nifti1Image((total / len(paths)).astype(np.float32), first.affine)
+
+
+def mean_maps(rows, column: str, folder: Path) -> dict:
+    """Voxel-wise mean of every map in MNI space per group, per group and sex (the thesis's CDR × sex
+    means) and of all scans: ``group/<col>-<value>[_sex-F]_space-..._desc-<m>_mean.nii.gz``.
+    Returns {group (or "group F"): {method: file name}}."""
     from ..io import write_nifti
 
+    def value(r):
+        return str(r.get(column) or "n/a")
+
     written = {}
-    groups = sorted({str(r.get(column) or "n/a") for r in rows}) + ["all"]
+    groups = sorted({value(r) for r in rows})
+    subsets = [(g, None, [r for r in rows if value(r) == g]) for g in groups] + [("all", None, rows)]
+    subsets += [(g, sex, [r for r in rows if value(r) == g and r.get("sex") == sex]) for g in groups for sex in ("F", "M")]
     methods = sorted({m for r in rows for m in r["_maps_mni"]})
-    for g in groups:
-        members = rows if g == "all" else [r for r in rows if str(r.get(column) or "n/a") == g]
+    for g, sex, members in subsets:
         for m in methods:
             paths = [r["_maps_mni"][m] for r in members if m in r["_maps_mni"]]
             if not paths:
                 continue
-            first = nib.load(paths[0])
-            mean = np.mean([np.asarray(nib.load(p).dataobj, np.float32) for p in paths], axis=0)
-            name = f"{column if g != 'all' else 'group'}-{method_label(g) or 'na'}_space-{SPACE}_desc-{method_label(m)}_mean.nii.gz"
-            write_nifti(folder / name, nib.Nifti1Image(mean.astype(np.float32), first.affine))
-            written.setdefault(g, {})[m] = name
+            label = f"{column if g != 'all' else 'group'}-{method_label(g) or 'na'}" + (f"_sex-{sex}" if sex else "")
+            name = f"{label}_space-{SPACE}_desc-{method_label(m)}_mean.nii.gz"
+            write_nifti(folder / name, _mean_image(paths))
+            written.setdefault(f"{g} {sex}" if sex else g, {})[m] = name
     return written
 
 
