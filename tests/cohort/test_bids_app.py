@@ -70,6 +70,11 @@ def test_second_participant_run_skips_finished_scans(participant_run, tiny_bids)
     assert {p: p.stat().st_mtime_ns for p in reports} == before
     code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--participant-label", "01", *FAST)
     assert code == 0 and "0 done, 0 failed, 1 skipped" in stderr
+    # --shard i/n: round robin over the sorted scans (sub-01, sub-02_ses-01, sub-02_ses-02, sub-03)
+    code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--shard", "1/2", *FAST)
+    assert code == 0 and "0 done, 0 failed, 2 skipped" in stderr
+    code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--shard", "2/2", *FAST)
+    assert code == 1 and "0 done, 1 failed, 1 skipped" in stderr and "sub-03_T1w" in stderr
 
 
 def test_group_level_table_and_gap_by_group(participant_run, tiny_bids):
