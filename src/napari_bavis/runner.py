@@ -49,6 +49,9 @@ class WorkerCrash(Exception):
         super().__init__(message)
         self.type_name = type_name
 
+    def __reduce__(self):  # pickled from the worker: both fields, not only the message
+        return WorkerCrash, (self.type_name, str(self))
+
 
 def default_kind() -> str:
     return "thread" if os.environ.get("BAVIS_WORKER", "").lower() == "thread" else "process"

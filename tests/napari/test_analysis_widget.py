@@ -104,7 +104,7 @@ def test_end_to_end_run_puts_aligned_maps_and_results(make_napari_viewer, qtbot,
     assert "Model: tiny" in text and "Research use only" in text
 
     maps = map_layers(viewer)
-    assert sorted(layer.name for layer in maps) == sorted([f"{scan.name} · Grad-CAM", f"{scan.name} · SMOE"])
+    assert sorted(layer.name for layer in maps) == sorted([f"{scan.name} · Grad-CAM · tiny", f"{scan.name} · SMOE · tiny"])
     for layer in maps:
         np.testing.assert_array_equal(layer.scale, scan.scale)
         np.testing.assert_array_equal(layer.translate, scan.translate)

@@ -63,9 +63,11 @@ def test_compare_two_scans_end_to_end(make_napari_viewer, qtbot, siamese_files, 
     assert sim.nearest_reference_a in ("healthy", "AD-like")
     # one map per scan, each with its own scan's geometry
     maps = {layer.name: layer for layer in _layers.result_layers(viewer, "compare", "map")}
-    assert set(maps) == {f"{scan_a.name} · Grad-CAM++", f"{scan_b.name} · Grad-CAM++"}
+    model = widget.comparison.card.name  # each map layer names its scan and its model
+    assert set(maps) == {f"{scan_a.name} · Grad-CAM++ · {model}", f"{scan_b.name} · Grad-CAM++ · {model}"}
+    assert text.startswith(f"Scans: {scan_a.name} vs {scan_b.name} · model {model}")
     for scan in (scan_a, scan_b):
-        layer = maps[f"{scan.name} · Grad-CAM++"]
+        layer = maps[f"{scan.name} · Grad-CAM++ · {model}"]
         np.testing.assert_array_equal(layer.scale, scan.scale)
         np.testing.assert_array_equal(layer.translate, scan.translate)
         assert tuple(layer.axis_labels) == tuple(scan.axis_labels) and layer.data.shape == scan.data.shape

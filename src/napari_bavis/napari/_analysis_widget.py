@@ -87,6 +87,11 @@ def _snapshot(layer) -> SimpleNamespace:
     )
 
 
+def _same(a, b) -> bool:
+    """Layer identity through napari's proxies (a docked widget's viewer hands out wrapped layers)."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
 def _scan_layers(viewer) -> list:
     from napari.layers import Image
 
@@ -100,18 +105,27 @@ def _scan_layers(viewer) -> list:
 class LayerCombo(QComboBox):
     """3D image layers of the viewer, kept in sync with the layer list (additions, removals, renames)."""
 
-    def __init__(self, viewer, tooltip: str):
+    def __init__(self, viewer, tooltip: str, follow_active: bool = True):
         super().__init__()
         self._viewer = viewer
+        self._follow = follow_active
         self.setToolTip(tooltip)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(14)
         viewer.layers.events.inserted.connect(self._on_inserted)
         viewer.layers.events.removed.connect(self.refresh)
         viewer.layers.events.moved.connect(self.refresh)
+        viewer.layers.selection.events.active.connect(self._follow_active)
         for layer in viewer.layers:
             layer.events.name.connect(self.refresh)
         self.refresh()
+        self._follow_active()  # start on the layer the user has selected, not the first one
+
+    def _follow_active(self, event=None) -> None:
+        """The combo shows the layer the user selected last (not while a run holds the inputs)."""
+        active = self._viewer.layers.selection.active
+        if self._follow and active is not None and self.isEnabled() and any(_same(active, s) for s in _scan_layers(self._viewer)):
+            self.select(active)
 
     def _on_inserted(self, event) -> None:
         event.value.events.name.connect(self.refresh)
@@ -609,7 +623,7 @@ class _RunWidget(QWidget):
     def _layers_gone(self) -> list[str]:
         """Names of this run's scan layers no longer in the viewer (removed, or replaced by another layer)."""
         return [name for name, layer in self._run_layers
-                if not any(other is layer for other in self._viewer.layers)]
+                if not any(_same(other, layer) for other in self._viewer.layers)]
 
     def _on_layer_removed(self, event=None) -> None:
         if not self.running or self._dropped:
@@ -904,7 +918,7 @@ class AnalysisWidget(_RunWidget):
     # --- results -----------------------------------------------------------------------------
     def _result_stages(self, analysis):
         scan_name, geometry = self._pending
-        names = {_layers.map_layer_name(scan_name, m) for m in analysis.maps}
+        names = {_layers.map_layer_name(scan_name, m, analysis.card.name) for m in analysis.maps}
         entries = []
 
         def start() -> None:
@@ -921,7 +935,7 @@ class AnalysisWidget(_RunWidget):
                 show_warning(note)
 
         def add_map(method, values) -> None:
-            name = _layers.map_layer_name(scan_name, method)
+            name = _layers.map_layer_name(scan_name, method, analysis.card.name)
             kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
             layer = _layers.put_layer(self._viewer, values, kwargs)
             entries.append({"layer": layer, "values": values, "affine": analysis.scan.display_affine,
@@ -990,7 +1004,7 @@ def export_folder(parent: Path, scan_name: str) -> Path:
 def result_text(analysis) -> str:
     """The copyable result: brain age, ages, gaps, warnings, model."""
     pred, card = analysis.prediction, analysis.card
-    lines = []
+    lines = [f"Scan: {getattr(analysis.scan, 'label', None) or '?'} · model {model_label(card)}"]
     if pred is not None:
         lines.append(f"Brain age: {brain_age_text(pred.brain_age, pred.uncertainty, 'years')}")
         if pred.chronological_age is not None:

@@ -48,8 +48,9 @@ class CompareWidget(_RunWidget):
         prefs = settings.load()
         self.comparison = None
         self._names = ("", "")
-        self.image_a = LayerCombo(viewer, "First scan (A): any 3D image layer")
-        self.image_b = LayerCombo(viewer, "Second scan (B): any 3D image layer")
+        # two combos: neither follows the active layer (both would end on the same scan)
+        self.image_a = LayerCombo(viewer, "First scan (A): any 3D image layer", follow_active=False)
+        self.image_b = LayerCombo(viewer, "Second scan (B): any 3D image layer", follow_active=False)
         if self.image_b.count() > 1:
             self.image_b.setCurrentIndex(1)
         self.model = ModelPicker("siamese", "demo-siamese", "Bundled Siamese demo model, or your own Siamese checkpoint")
@@ -128,7 +129,7 @@ class CompareWidget(_RunWidget):
             (names[0], comparison.scan_a, geo_a, comparison.maps_a),
             (names[1], comparison.scan_b, geo_b, comparison.maps_b),
         )
-        wanted = {_layers.map_layer_name(n, m) for n, _, _, maps in sides for m in maps}
+        wanted = {_layers.map_layer_name(n, m, comparison.card.name) for n, _, _, maps in sides for m in maps}
         entries = []
 
         def start() -> None:
@@ -143,7 +144,7 @@ class CompareWidget(_RunWidget):
                 show_warning(note)
 
         def add_map(scan_name, scan, geometry, method, values) -> None:
-            name = _layers.map_layer_name(scan_name, method)
+            name = _layers.map_layer_name(scan_name, method, comparison.card.name)
             kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
             layer = _layers.put_layer(self._viewer, values, kwargs)
             entries.append({"layer": layer, "values": values, "affine": scan.display_affine,
@@ -179,6 +180,7 @@ class CompareWidget(_RunWidget):
 def comparison_text(comparison, names) -> str:
     sim, card = comparison.similarity, comparison.card
     lines = [
+        f"Scans: {names[0]} vs {names[1]} · model {card.name}",
         f"Similarity (cosine): {sim.cosine:.3f}",
         f"Distance: {sim.distance:.3f}  (0 = identical embeddings, 2 = opposite)",
     ]

@@ -12,7 +12,13 @@ from ..errors import BavisError
 def analyze_snapshot(snapshot, progress=None, cancel=None, **kwargs):
     from ._layers import scan_of_layer
 
-    return pipeline.analyze(scan_of_layer(snapshot), progress=progress, cancel=cancel, **kwargs)
+    analysis = pipeline.analyze(scan_of_layer(snapshot), progress=progress, cancel=cancel, **kwargs)
+    if analysis.faithfulness:  # the readout panel's figure, drawn here rather than on the GUI thread
+        from ..readout_figure import faithfulness_figure
+        from ._layers import method_title
+
+        analysis.faithfulness_png = faithfulness_figure(analysis.faithfulness, method_title, width_in=4.6)
+    return analysis
 
 
 def compare_snapshots(snapshot_a, snapshot_b, progress=None, cancel=None, **kwargs):

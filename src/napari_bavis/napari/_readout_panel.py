@@ -88,6 +88,7 @@ class ReadoutPanel(QGroupBox):
         if faith:
             from ..readout_figure import faithfulness_figure
 
-            pixmap = QPixmap()
-            pixmap.loadFromData(faithfulness_figure(faith, _layers.method_title, width_in=4.6))
+            pixmap = QPixmap()  # drawn by the worker process when it can (matplotlib takes seconds of GUI time)
+            png = getattr(analysis, "faithfulness_png", None) or faithfulness_figure(faith, _layers.method_title, width_in=4.6)
+            pixmap.loadFromData(png)
             self.figure.setPixmap(pixmap)

@@ -1,0 +1,200 @@
+"""Issue 13: the viewer keeps answering during a run on busy cores, Cancel acts at once, closing at
+any moment exits 0, and results belong to the scan they were computed from (run under xvfb-run)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from test_analysis_widget import _fake_analysis, dock, map_layers, open_scan, tiny_files  # noqa: F401
+
+from napari_bavis.napari import _analysis_widget, _layers
+
+BURN = "while True: pass"
+
+
+@pytest.fixture
+def notes(monkeypatch):
+    """Every notification the widget shows, by kind, instead of napari's dialogs."""
+    shown = {"error": [], "warning": [], "info": []}
+    for kind in shown:
+        monkeypatch.setattr(_analysis_widget, f"show_{kind}", shown[kind].append)
+    return shown
+
+
+@pytest.fixture
+def burners():
+    """Two CPU-bound processes, as on a shared 2-core workstation."""
+    procs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(2)]
+    yield procs
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def _idle_gaps(qtbot, seconds=3.0):
+    """The same timer with no run: what the busy machine alone does to the event loop."""
+    from qtpy.QtCore import QTimer
+
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    qtbot.wait(int(seconds * 1000))
+    timer.stop()
+    return np.diff(np.array(ticks))
+
+
+def _ticks_during(widget, qtbot, timeout_ms=180000):
+    """Gaps between 10 ms timer ticks during one run, and the step shown when each gap ended."""
+    from qtpy.QtCore import QTimer
+
+    ticks, steps = [], []
+
+    def tick():
+        ticks.append(time.perf_counter())
+        steps.append(widget.step_label.text())
+
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(tick)
+    start = time.perf_counter()
+    timer.start()
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=timeout_ms)
+    timer.stop()
+    gaps = np.diff(np.array([start, *ticks]))
+    worst = np.argsort(gaps)[::-1][:4]
+    print("\nlongest gaps: " + "; ".join(f"{1000 * gaps[i]:.0f} ms before '{steps[i]}'" for i in worst))
+    adding = next(i for i, step in enumerate(steps) if step.startswith("adding the results"))
+    return gaps[:adding], gaps[adding:]  # computing (in the worker), adding layers (GUI thread, napari)
+
+
+def test_no_stall_during_a_run_with_two_cpu_burners(make_napari_viewer, qtbot, tiny_files, notes, burners):
+    ckpt, scan_path = tiny_files
+    viewer = make_napari_viewer()
+    scan = open_scan(viewer, scan_path)
+    widget = dock(viewer, qtbot, ckpt)
+    widget.run()  # a first run draws the map layers for the first time (napari's one-off costs)
+    qtbot.waitUntil(lambda: not widget.running, timeout=180000)
+    idle = _idle_gaps(qtbot)
+    compute, adding = _ticks_during(widget, qtbot)
+    assert notes["error"] == [] and widget.analysis is not None
+    gaps = np.concatenate([compute, adding])
+    print(f"idle with 2 burners: longest gap {1000 * idle.max():.0f} ms; "
+          f"run with 2 burners (load {os.getloadavg()[0]:.1f}): {gaps.size} ticks; computing: longest gap "
+          f"{1000 * compute.max():.0f} ms, p99 {1000 * np.percentile(compute, 99):.0f} ms; adding the layers: "
+          f"longest gap {1000 * adding.max():.0f} ms")
+    assert compute.size > 50
+    # The worker process never holds the viewer: 150 ms, unless the machine alone (no run) already
+    # stalls the idle viewer longer (other users' jobs on top of the burners); then twice that.
+    assert compute.max() <= max(0.150, 2 * idle.max())
+    assert adding.max() <= max(0.5, 2 * idle.max())  # napari's own layer updates, on the GUI thread
+    text = widget.results.toPlainText()  # the result names its scan and model, so do the map layers
+    assert text.startswith(f"Scan: {scan.name} · model tiny")
+    assert all(layer.name.startswith(scan.name) and layer.name.endswith("· tiny") for layer in map_layers(viewer))
+
+
+def test_cancel_during_registration_acts_within_two_seconds(make_napari_viewer, qtbot, tiny_files, notes, burners):
+    ckpt, scan_path = tiny_files
+    viewer = make_napari_viewer()
+    open_scan(viewer, scan_path)
+    widget = dock(viewer, qtbot, ckpt)
+    before = [layer.name for layer in viewer.layers]
+    widget.run()
+    qtbot.waitUntil(lambda: "registration" in widget.step_label.text(), timeout=120000)
+    start = time.perf_counter()
+    widget.cancel_button.click()
+    qtbot.waitUntil(lambda: not widget.running, timeout=5000)
+    took = time.perf_counter() - start
+    print(f"\ncancel during registration took {1000 * took:.0f} ms")
+    assert took <= 2.0
+    assert widget.step_label.text() == "cancelled" and notes["error"] == []
+    assert [layer.name for layer in viewer.layers] == before and widget.analysis is None
+    assert widget.run_button.isEnabled() and widget.image.isEnabled()
+
+
+def test_removing_the_scan_mid_run_drops_the_results_with_one_notification(make_napari_viewer, qtbot, tiny_files, notes):
+    ckpt, scan_path = tiny_files
+    viewer = make_napari_viewer()
+    scan = open_scan(viewer, scan_path)
+    other = viewer.add_image(np.zeros((20, 20, 20), np.float32), name="other scan")
+    widget = dock(viewer, qtbot, ckpt)
+    widget.image.select(scan)
+    widget.run()
+    qtbot.waitUntil(lambda: widget.step_label.text().startswith("preprocess"), timeout=120000)
+    viewer.layers.remove(scan)
+    qtbot.waitUntil(lambda: not widget.running, timeout=10000)
+    qtbot.wait(200)
+    assert len(notes["warning"]) == 1 and scan.name in notes["warning"][0]
+    assert notes["error"] == [] and notes["info"] == []
+    assert map_layers(viewer) == [] and _layers.result_layers(viewer, "analysis") == []
+    assert [layer.name for layer in viewer.layers] == [other.name] and widget.analysis is None
+
+
+def test_the_image_combo_follows_the_active_layer(make_napari_viewer, qtbot, notes):
+    viewer = make_napari_viewer()
+    first = viewer.add_image(np.zeros((8, 8, 8), np.float32), name="first")
+    second = viewer.add_image(np.ones((8, 8, 8), np.float32), name="second")
+    widget = dock(viewer, qtbot)
+    for layer in (first, second, first):
+        viewer.layers.selection.active = layer
+        assert widget.image.currentText() == layer.name
+    viewer.add_points(np.zeros((1, 3)), name="points")  # not a scan: the combo keeps its scan
+    assert widget.image.currentText() == first.name
+
+
+def test_the_result_text_names_the_scan_and_the_model():
+    from napari_bavis.io import scan_from_image
+    import nibabel as nib
+
+    scan = scan_from_image(nib.Nifti1Image(np.arange(1080, dtype=np.float32).reshape(10, 12, 9), np.eye(4)))
+    scan.label = "sub-07 T1w"
+    text = _analysis_widget.result_text(_fake_analysis(scan, {}))
+    assert text.splitlines()[0].startswith("Scan: sub-07 T1w · model ")
+
+
+CLOSE_SCRIPT = textwrap.dedent("""
+    import sys, time
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    mode, ckpt, scan = sys.argv[1:4]
+    viewer = napari.Viewer(show=True)
+    viewer.open(scan, plugin="napari-bavis")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-bavis", "Brain age analysis")
+
+    def spin(until, timeout=120.0):
+        end = time.perf_counter() + timeout
+        while not until() and time.perf_counter() < end:
+            QApplication.processEvents()
+            time.sleep(0.01)
+
+    if mode == "mid-run":
+        widget.model.set_checkpoint(ckpt)
+        spin(lambda: not widget.model.inspecting)
+        widget.run()
+        spin(lambda: widget.step_label.text().startswith("preprocess"))
+        print("WORKER", widget._worker.run.pid, flush=True)
+    viewer.close()
+""")
+
+
+@pytest.mark.parametrize("mode", ["right-after-docking", "mid-run"])
+def test_closing_the_viewer_exits_zero_and_leaves_no_worker(tiny_files, tmp_path, mode):
+    ckpt, scan_path = tiny_files
+    script = tmp_path / "close.py"
+    script.write_text(CLOSE_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), mode, str(ckpt), str(scan_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "has been deleted" not in done.stderr, done.stderr[-2000:]
+    if mode == "mid-run":
+        pid = int(done.stdout.split("WORKER")[1].split()[0])
+        time.sleep(0.5)
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)  # the worker process went with the viewer
