@@ -108,6 +108,9 @@ def _group(args, bids_dir: Path, out: Path) -> int:
     fit = result["fit"]
     print(f"bias correction fitted on {fit['column']} = {fit['value']} (n={fit['n']}): "
           f"brain age = {fit['slope']:.3f} * age {fit['intercept']:+.2f}")
+    if fit["n"] < 10:
+        print(f"note: a line through {fit['n']} scans is a weak correction (the fitting group's corrected gaps are "
+              "near 0 by construction); fit on tens of controls for a cohort")
     for line in stats_lines(result["stats"], args.group_column.lower()):
         print(line)
     print(f"group table: {out / 'group' / 'brainage.tsv'}; summary: {out / 'group' / 'summary.pdf'}", file=sys.stdout)

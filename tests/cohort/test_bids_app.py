@@ -70,6 +70,8 @@ def test_second_participant_run_skips_finished_scans(participant_run, tiny_bids)
     assert {p: p.stat().st_mtime_ns for p in reports} == before
     code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--participant-label", "01", *FAST)
     assert code == 0 and "0 done, 0 failed, 1 skipped" in stderr
+    code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--session-label", "ses-02", *FAST)
+    assert code == 0 and "0 done, 0 failed, 1 skipped" in stderr  # only sub-02_ses-02 has that session
     # --shard i/n: round robin over the sorted scans (sub-01, sub-02_ses-01, sub-02_ses-02, sub-03)
     code, _, stderr = _run("bids", str(tiny_bids), str(out), "participant", "--shard", "1/2", *FAST)
     assert code == 0 and "0 done, 0 failed, 2 skipped" in stderr

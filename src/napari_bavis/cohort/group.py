@@ -100,7 +100,7 @@ def _cell(value) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return "n/a" if math.isnan(value) else f"{value:.2f}"
+        return "n/a" if math.isnan(value) else f"{round(value, 2) + 0.0:.2f}"  # never "-0.00"
     return str(value)
 
 
@@ -186,7 +186,7 @@ def run_group(bids_dir, out_dir, column: str = "group", fit_on: str | None = Non
 def stats_lines(stats: list[dict], column: str) -> list[str]:
     """The gap by group as printed lines."""
     def f(v):
-        return "n/a" if v is None else f"{v:+.2f}"
+        return "n/a" if v is None else f"{round(v, 2) + 0.0:+.2f}"
 
     def sd(v):
         return "n/a" if v is None else f"{v:.2f}"
