@@ -10,18 +10,13 @@ import numpy as np
 
 from ._common import (
     as_grid,
-    batches,
     check_positive,
-    cosine_lr,
-    epoch_generator,
-    load_state,
     provenance,
-    recalibrate_batchnorm,
     resume_path,
-    save_state,
     seed_everything,
 )
-from .data import DEMO_INPUT, INPUTS_NOTE, augment, load_inputs, pipeline_card, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, load_inputs, pipeline_card, split_by_subject
+from .fit_loop import fit
 
 #: Small channels: the demo model must train on two shared CPU cores and ship in a few MB.
 DEMO_BA_CHANNELS = (4, 8, 16, 32)
@@ -139,43 +134,16 @@ def train_brain_age(
     torch.nn.init.zeros_(model.head.out.bias)  # standardised target during training
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
 
-    state_file = resume_path(out_path)
-    state = load_state(state_file, config) if resume else None
-    start, history, best = 0, [], {"mae": float("inf"), "epoch": -1, "state_dict": None}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+    def batch_loss(net, x, idx):
+        return F.smooth_l1_loss(net(x).reshape(-1), z_train[idx].to(dev), beta=0.1)
 
-    from tqdm.auto import tqdm
+    def validate() -> float:
+        return float(np.mean(np.abs(predict_batch(model, x_val, dev, 16, AGE_CENTRE, AGE_SCALE) - age_val)))
 
-    bar = tqdm(range(start, epochs), desc=f"train {name}", disable=not progress, initial=start, total=epochs)
-    for epoch in bar:
-        gen = epoch_generator(seed, epoch)
-        for group in optimiser.param_groups:
-            group["lr"] = cosine_lr(lr, epoch, epochs)
-        model.train()
-        losses = []
-        for idx in batches(len(x_train), batch_size, gen):
-            x = augment(torch.as_tensor(x_train[idx.numpy()])[:, None], gen).to(dev)
-            loss = F.smooth_l1_loss(model(x).reshape(-1), z_train[idx].to(dev), beta=0.1)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        recalibrate_batchnorm(model, x_train, dev)
-        val_mae = float(np.mean(np.abs(predict_batch(model, x_val, dev, 16, AGE_CENTRE, AGE_SCALE) - age_val)))
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_mae": val_mae})
-        if val_mae < best["mae"]:
-            best = {"mae": val_mae, "epoch": epoch + 1,
-                    "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        save_state(state_file, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                                "optimiser": optimiser.state_dict(), "history": history, "best": best})
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_mae=f"{val_mae:.2f}")
-    bar.close()
-
-    if best["state_dict"] is not None:
-        model.load_state_dict(best["state_dict"])
+    fitted = fit(model, optimiser, x_train, batch_loss, validate, metric="val_mae", higher_is_better=False,
+                 epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, device=dev,
+                 state_file=resume_path(out_path), config=config, resume=resume, desc=f"train {name}",
+                 progress=progress)
     fold_age_scale(model)
     model.eval()
     pred_val = predict_batch(model, x_val, dev)
@@ -183,7 +151,7 @@ def train_brain_age(
     bias = fit_correction(pred_val, age_val)
     test_corrected = models.correct_brain_age(pred_test, age_test, bias)
     metrics = {
-        "best_epoch": best["epoch"], "epochs": epochs,
+        "best_epoch": fitted.best_epoch, "epochs": epochs,
         "n_train": len(train_plan), "n_validation": len(val_plan), "n_test": len(test_plan),
         "validation_mae": round(float(np.mean(np.abs(pred_val - age_val))), 3),
         "test_mae": round(float(np.mean(np.abs(pred_test - age_test))), 3),
@@ -210,7 +178,7 @@ def train_brain_age(
                        f"{n_subjects} healthy (CDR 0) subjects aged 20-90, seed {seed}, split by subject "
                        f"{len(train_plan)}/{len(val_plan)}/{len(test_plan)} (train/validation/test); "
                        f"bias correction fitted on the validation split"),
-        provenance=provenance(command, f"device {dev}; best epoch {best['epoch']} of {epochs}"),
+        provenance=provenance(command, f"device {dev}; best epoch {fitted.best_epoch} of {epochs}"),
         licence="BSD-3-Clause",
         intended_use="synthetic demo — not for clinical use; research use only",
         extra={"training_metrics": metrics},

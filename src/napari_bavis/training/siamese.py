@@ -10,18 +10,13 @@ import numpy as np
 
 from ._common import (
     as_grid,
-    batches,
     check_positive,
-    cosine_lr,
-    epoch_generator,
-    load_state,
     provenance,
-    recalibrate_batchnorm,
     resume_path,
-    save_state,
     seed_everything,
 )
-from .data import DEMO_INPUT, INPUTS_NOTE, augment, load_inputs, pipeline_card, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, load_inputs, pipeline_card, split_by_subject
+from .fit_loop import fit
 
 DEMO_SIAMESE_CHANNELS = (4, 8, 16, 32)
 #: Cohort of the Siamese demo: healthy and AD-like (CDR 1 or 2) only, in a 20-year band of old age
@@ -172,45 +167,16 @@ def train_siamese(
         trunk_note = _init_trunk(model, init_trunk_from)
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
 
-    state_file = resume_path(out_path)
-    state = load_state(state_file, config) if resume else None
-    start, history, best = 0, [], {"auc": -1.0, "epoch": -1, "state_dict": None}
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        start, history, best = int(state["epoch"]), list(state["history"]), dict(state["best"])
+    def batch_loss(net, x, idx):
+        return contrastive_loss(net(x), y_train[idx].to(dev), margin)
 
-    from tqdm.auto import tqdm
+    def validate() -> float:
+        return pair_auc(embed_batch(model, x_val, dev), c_val)
 
-    bar = tqdm(range(start, epochs), desc=f"train {name}", disable=not progress, initial=start, total=epochs)
-    for epoch in bar:
-        gen = epoch_generator(seed, epoch)
-        for group in optimiser.param_groups:
-            group["lr"] = cosine_lr(lr, epoch, epochs)
-        model.train()
-        losses = []
-        for idx in batches(len(x_train), batch_size, gen):
-            if len(idx) < 2:
-                continue
-            x = augment(torch.as_tensor(x_train[idx.numpy()])[:, None], gen).to(dev)
-            loss = contrastive_loss(model(x), y_train[idx].to(dev), margin)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        recalibrate_batchnorm(model, x_train, dev)
-        val_auc = pair_auc(embed_batch(model, x_val, dev), c_val)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_auc": val_auc})
-        if not np.isnan(val_auc) and val_auc > best["auc"]:
-            best = {"auc": val_auc, "epoch": epoch + 1,
-                    "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-        save_state(state_file, {"config": config, "epoch": epoch + 1, "model": model.state_dict(),
-                                "optimiser": optimiser.state_dict(), "history": history, "best": best})
-        bar.set_postfix(loss=f"{history[-1]['train_loss']:.3f}", val_auc=f"{val_auc:.3f}")
-    bar.close()
-
-    if best["state_dict"] is not None:
-        model.load_state_dict(best["state_dict"])
+    fitted = fit(model, optimiser, x_train, batch_loss, validate, metric="val_auc", higher_is_better=True,
+                 epochs=epochs, lr=lr, seed=seed, batch_size=batch_size, device=dev,
+                 state_file=resume_path(out_path), config=config, resume=resume, desc=f"train {name}",
+                 progress=progress, min_batch=2)
     model.eval()
     emb_train = embed_batch(model, x_train, dev)
     refs = {}
@@ -221,9 +187,9 @@ def train_siamese(
     ref_matrix = np.array([refs[c] for c in CLASSES])
     nearest = np.argmax(emb_test @ ref_matrix.T, axis=1)
     metrics = {
-        "best_epoch": best["epoch"], "epochs": epochs,
+        "best_epoch": fitted.best_epoch, "epochs": epochs,
         "n_train": len(train_plan), "n_validation": len(val_plan), "n_test": len(test_plan),
-        "validation_pair_auc": _finite(best["auc"]),
+        "validation_pair_auc": _finite(fitted.best_score),
         "test_pair_auc": _finite(pair_auc(emb_test, c_test)),
         "test_nearest_reference_accuracy": round(float(np.mean(nearest == c_test)), 4),
         "train_seconds": round(time.perf_counter() - t_start, 1),
@@ -248,7 +214,7 @@ def train_siamese(
                        f"{n_subjects} subjects aged {ages[0]:g}-{ages[1]:g} ({n_subjects - n_ad} healthy CDR 0, {n_ad} AD-like "
                        f"CDR 1-2), seed {seed}, split by subject {len(train_plan)}/{len(val_plan)}/{len(test_plan)}; "
                        f"contrastive loss (margin {margin:g}) on all pairs of each batch{trunk_note}"),
-        provenance=provenance(command, f"device {dev}; best epoch {best['epoch']} of {epochs}"),
+        provenance=provenance(command, f"device {dev}; best epoch {fitted.best_epoch} of {epochs}"),
         licence="BSD-3-Clause",
         intended_use="synthetic demo — not for clinical use; research use only",
         extra={"training_metrics": metrics},
