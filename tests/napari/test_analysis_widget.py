@@ -389,6 +389,9 @@ def test_event_loop_keeps_running_during_a_real_run(make_napari_viewer, qtbot, t
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
+    qtbot.wait(2000)  # the busy machine alone, no run: the baseline
+    idle = np.diff(np.array(ticks))
+    ticks.clear()
     start = time.perf_counter()
     run_and_wait(widget, qtbot)
     timer.stop()
@@ -401,7 +404,7 @@ def test_event_loop_keeps_running_during_a_real_run(make_napari_viewer, qtbot, t
           f"while adding {len(map_layers(viewer))} map layers + regions: max stall "
           f"{1000 * display.max() if display.size else float('nan'):.0f} ms")
     assert compute.size > 20
-    assert compute.max() < 0.2
+    assert compute.max() < max(0.2, 2 * idle.max())  # a worker process; the machine's own stalls aside
 
 
 def test_export_writes_maps_figure_and_report(make_napari_viewer, qtbot, tiny_files, tmp_path, errors):

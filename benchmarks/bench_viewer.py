@@ -1,0 +1,99 @@
+"""Does the viewer keep answering during a run on busy cores? A 10 ms QTimer in napari while the
+analysis widget runs, with two CPU-bound processes (``python -c "while True: pass"``) on the side.
+
+    QT_API=pyqt6 xvfb-run -a python benchmarks/bench_viewer.py [--scan T1.nii.gz] [--model NAME|ckpt]
+                                                                  [--burners 2] [--cancel-at registration]
+
+Prints, with the load average: the longest gap and p99 with no run (the machine alone), during the
+computation (the worker process) and while the results are added (napari on the GUI thread), and
+how long Cancel took when ``--cancel-at STEP`` is given. docs/widgets.md quotes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SCAN = Path(__file__).resolve().parents[2] / "shared/data/ds002748/sub-01/anat/sub-01_T1w.nii.gz"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scan", default=str(DEFAULT_SCAN))
+    parser.add_argument("--model", default=None, help="bundled name or checkpoint (default: the widget's default)")
+    parser.add_argument("--burners", type=int, default=2)
+    parser.add_argument("--cancel-at", default=None, help="press Cancel when the step label contains this")
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtCore import QTimer
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    viewer.open(args.scan, plugin="napari-bavis")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-bavis", "Brain age analysis")
+    from napari_bavis import pipeline
+
+    model = args.model or pipeline.DEFAULT_MODEL  # not the model the settings remember
+    if Path(model).is_file():
+        widget.model.set_checkpoint(model)
+    else:
+        widget.model.set_model(model)
+
+    ticks, steps = [], []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: (ticks.append(time.perf_counter()), steps.append(widget.step_label.text())))
+
+    def spin(until, timeout=1800.0):
+        end = time.perf_counter() + timeout
+        while not until() and time.perf_counter() < end:
+            QApplication.processEvents()
+            time.sleep(0.002)
+
+    spin(lambda: not widget.model.inspecting)
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
+    try:
+        timer.start()
+        t0 = time.perf_counter()
+        spin(lambda: time.perf_counter() - t0 > 5.0)
+        idle = np.diff(ticks)
+        ticks.clear(), steps.clear()
+        start = time.perf_counter()
+        widget.run()
+        cancel_took = None
+        if args.cancel_at:
+            spin(lambda: args.cancel_at in widget.step_label.text())
+            pressed = time.perf_counter()
+            widget.cancel()
+            spin(lambda: not widget.running)
+            cancel_took = time.perf_counter() - pressed
+        spin(lambda: not widget.running)
+        timer.stop()
+    finally:
+        for proc in burners:
+            proc.kill()
+    gaps = np.diff(np.array([start, *ticks]))
+    adding = next((i for i, s in enumerate(steps) if s.startswith("adding the results")), len(gaps))
+    load = os.getloadavg()
+    print(f"scan {Path(args.scan).name}; model {widget.model.combo.currentText()}; {args.burners} burners; "
+          f"load average {load[0]:.1f} / {load[1]:.1f}; {os.cpu_count()} cores; run {time.perf_counter() - start:.1f} s")
+    for name, part in (("no run", idle), ("computing", gaps[:adding]), ("adding the results", gaps[adding:])):
+        if part.size:
+            print(f"{name:>20}: {part.size} ticks, longest gap {1000 * part.max():.0f} ms, "
+                  f"p99 {1000 * np.percentile(part, 99):.0f} ms, ticks > 100 ms late: {np.mean(part > 0.11) * 100:.1f} %")
+    if cancel_took is not None:
+        print(f"cancel at '{args.cancel_at}' took {1000 * cancel_took:.0f} ms; step now '{widget.step_label.text()}'; "
+              f"layers {[layer.name for layer in viewer.layers]}")
+    print(f"status: {widget.step_label.text()}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
