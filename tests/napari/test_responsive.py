@@ -9,7 +9,9 @@ import time
 
 import numpy as np
 import pytest
-from test_analysis_widget import _fake_analysis, dock, map_layers, open_scan, tiny_files  # noqa: F401
+from test_analysis_widget import (  # noqa: F401
+    _fake_analysis, blob_scan, counted_analyze, dock, map_layers, open_scan, tiny_files, use_fake_model,
+)
 
 from napari_bavis.napari import _analysis_widget, _layers
 
@@ -156,6 +158,35 @@ def test_the_result_text_names_the_scan_and_the_model():
     scan.label = "sub-07 T1w"
     text = _analysis_widget.result_text(_fake_analysis(scan, {}))
     assert text.splitlines()[0].startswith("Scan: sub-07 T1w · model ")
+
+
+def test_sex_is_disabled_with_a_reason_for_a_model_without_a_sex_input(make_napari_viewer, qtbot, tiny_files, notes):
+    ckpt, _ = tiny_files  # the tiny model is built with use_sex=False: its card has no sex encoding
+    widget = dock(make_napari_viewer(), qtbot, ckpt)
+    qtbot.waitUntil(lambda: widget.model.card is not None, timeout=30000)
+    assert not widget.sex.isEnabled() and "takes no sex input" in widget.sex.toolTip()
+    assert widget.sex.currentText() == "not given"
+
+
+def test_regions_panel_follows_a_deleted_map_layer(make_napari_viewer, qtbot, blob_scan, counted_analyze, notes):
+    viewer = make_napari_viewer()
+    open_scan(viewer, blob_scan)
+    widget = dock(viewer, qtbot)
+    use_fake_model(widget)
+    for method, box in widget.methods.items():
+        box.setChecked(method in ("gradcam", "smoe"))
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30000)
+    shown = widget.maps.selected_entry()["layer"].name
+    viewer.layers.remove(shown)
+    qtbot.waitUntil(lambda: widget.maps.regions_of.count() == 1, timeout=5000)
+    assert shown not in [widget.maps.regions_of.itemText(i) for i in range(widget.maps.regions_of.count())]
+    widget.maps.set_threshold(0.5, "value")  # no stale entry: regions of the remaining map only
+    widget.maps.update_regions()
+    assert widget.maps.selected_entry()["layer"].name != shown and notes["error"] == []
+    viewer.layers.remove(widget.maps.selected_entry()["layer"].name)
+    qtbot.waitUntil(lambda: widget.maps.regions_of.count() == 0, timeout=5000)
+    assert widget.maps.table.rowCount() == 0 and _layers.result_layers(viewer, "analysis", "regions") == []
 
 
 CLOSE_SCRIPT = textwrap.dedent("""

@@ -176,6 +176,8 @@ class ModelPicker(QWidget):
         self._checkpoints: dict[str, str] = {}
         self._inspecting = None
         self._previous = ""
+        self.card = None  # the chosen model's card, once read
+        self.card_changed = None  # called with each card read
         bundled = [name for name in pipeline.bundled_models() if self._task_of_bundled(name) == task]
         self.combo.addItems(bundled)
         self.combo.addItem(LOAD_CHECKPOINT)
@@ -262,6 +264,9 @@ class ModelPicker(QWidget):
             show_error(_one_line(status, value, "model"))
             return
         card = value
+        self.card = card
+        if self.card_changed is not None:
+            self.card_changed(card)
         if card.task != self.task:
             need = "a brain-age model" if self.task == "brain_age" else "a Siamese model"
             show_error(f"model: {card.name} is a {card.task.replace('_', ' ')} model; this widget needs {need}")
@@ -397,6 +402,25 @@ class MapsPanel(QGroupBox):
         self.min_size.valueChanged.connect(self._region_timer.start)
         self.regions_of.currentIndexChanged.connect(self.update_regions)
         self.table.cellClicked.connect(self.go_to_region)
+        viewer.layers.events.removed.connect(lambda *_: QTimer.singleShot(0, self._prune))
+
+    def _prune(self) -> None:
+        """A map layer the user deleted leaves "Regions of", the table and the regions layer."""
+        live = self._live_entries()
+        if len(live) == len(self._entries):
+            return
+        selected = self.selected_entry()
+        self._entries = live
+        self.regions_of.blockSignals(True)
+        self.regions_of.clear()
+        for entry in live:
+            self.regions_of.addItem(entry["layer"].name)
+        if selected in live:
+            self.regions_of.setCurrentIndex(live.index(selected))
+        self.regions_of.blockSignals(False)
+        if not live:
+            _layers.remove_result_layers(self._viewer, self._tag, "regions")
+        self.update_regions()
 
     # --- threshold ---------------------------------------------------------------------------
     def mode_key(self) -> str:
@@ -878,6 +902,26 @@ class AnalysisWidget(_RunWidget):
         layout.addLayout(bottom)
         layout.addStretch(1)
         self._inputs = [self.image, self.model, self.age, self.sex, methods_box, self.export_button]
+        self.model.card_changed = lambda card: self._apply_sex_rule()
+        self._apply_sex_rule()
+
+    SEX_TIP = "Sex (optional): required by models whose card has a sex input"
+
+    def _apply_sex_rule(self) -> None:
+        """Sex is greyed out, with the reason, for a model that takes none (it would be ignored)."""
+        card = self.model.card
+        takes_none = card is not None and getattr(card, "sex_encoding", None) is None
+        if takes_none:
+            self.sex.setCurrentText("not given")
+            self.sex.setEnabled(False)
+            self.sex.setToolTip(f"{card.name} takes no sex input: the estimate does not depend on it")
+        else:
+            self.sex.setEnabled(not self.running)
+            self.sex.setToolTip(self.SEX_TIP)
+
+    def _set_running(self, running: bool) -> None:
+        super()._set_running(running)
+        self._apply_sex_rule()
 
     # --- inputs and settings -------------------------------------------------------------------
     def chosen_methods(self) -> list[str]:
