@@ -23,3 +23,9 @@ class ExplainError(BavisError):
 
 class Cancelled(BavisError):
     """The user asked to stop; raised between steps, never mid-write."""
+
+
+class UsageError(Exception):
+    """A problem with the request itself (bad arguments, an unreadable covariates table, an output
+    folder that collides with an input): the CLI reports ``napari-bavis: error: ...`` and exits 2.
+    Deliberately not a BavisError, which is one scan's failure."""

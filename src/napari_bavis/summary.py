@@ -2,13 +2,18 @@
 title, the CLI's per-scan line, results.csv and report.json.
 
 Kept in one module so the brain age reads the same everywhere ("brain age 43.2 ± 1.1 y"), the
-model used is always named with its version, and a warning raised by two steps is shown once.
+model used is always named with its version, a warning raised by two steps is shown once, and a
+failing scan gets one ``<path>: <reason>`` line (``failure_line``) wherever it fails.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Iterable
+
+from .errors import BavisError
+from .outputs import os_error_text
 
 
 def unique_notes(*groups: Iterable[str | None]) -> list[str]:
@@ -68,3 +73,27 @@ def report_line(report: dict) -> str:
     if warnings:
         parts.append(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + " | ".join(warnings))
     return "; ".join(parts)
+
+
+_WRITE_ERRNOS = (28, 122, 13, 1, 30)  # ENOSPC, EDQUOT, EACCES, EPERM, EROFS: said in words, not as an internal error
+
+
+def one_line(text: str) -> str:
+    """One line, safe for a terminal (a model name's newline or ANSI escape is shown as ``?``)."""
+    from .models.card_checks import printable
+
+    return printable(" ".join(str(text).split()), limit=10_000)
+
+
+def failure_line(path, err: BaseException) -> str:
+    """``<path>: <reason>``: the one stderr line of a failing scan (never a traceback)."""
+    if isinstance(err, BavisError):
+        reason = one_line(err)
+        for prefix in (f"{Path(str(path)).name}: ", f"{path}: "):
+            if reason.startswith(prefix):
+                reason = reason[len(prefix):]
+    elif isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+        reason = f"cannot write its results: {os_error_text(err)}"
+    else:
+        reason = f"internal error: {type(err).__name__}: {one_line(err) or 'no message'}"
+    return f"{path}: {reason}"

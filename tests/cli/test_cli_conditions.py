@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from napari_bavis import cli, outputs, pipeline
+from napari_bavis.cohort import results as cohort_results
 
 from test_cli import results_rows, run_cli, stderr_lines_naming
 
@@ -93,7 +94,7 @@ def test_full_disk_on_the_results_table_is_one_line(tmp_path, good_scans, tiny_m
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "results.csv"))
 
-    monkeypatch.setattr(cli, "write_results", full)
+    monkeypatch.setattr(cohort_results, "write_results", full)
     code, _, stderr = run_cli(["analyze", good_scans[0], "--out", tmp_path / "o", "--model", tiny_model,
                                "--sex", "F", "--quiet"])
     assert code == 1 and "Traceback" not in stderr

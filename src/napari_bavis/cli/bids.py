@@ -1,7 +1,7 @@
 """``napari-bavis bids BIDS_DIR OUTPUT_DIR participant|group``: the BIDS-App interface (docs/cli.md).
 
 A thin layer over :mod:`napari_bavis.cohort` (the engine, usable from Python); registered in
-cli.py's parser by :func:`add_bids_parser`.
+``cli.parser`` by :func:`add_bids_parser`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import EXIT_FAILED, EXIT_OK, UsageError, _err, _methods, add_explain_arguments, explain_options, parse_shard, shard_indices
-from .errors import BavisError
+from ..cohort.scans import parse_shard, shard_indices
+from ._common import EXIT_FAILED, EXIT_OK, UsageError, _err, _methods, add_explain_arguments, explain_options
+from ..errors import BavisError
 
 
 def add_bids_parser(sub, devices) -> None:
-    from .pipeline import DEFAULT_METHODS, DEFAULT_MODEL
+    from ..pipeline import DEFAULT_METHODS, DEFAULT_MODEL
 
     b = sub.add_parser("bids", help="BIDS-App: participant level (derivatives per T1w) or group level (table, gaps, mean maps)")
     b.add_argument("bids_dir", metavar="BIDS_DIR")
@@ -53,11 +54,11 @@ def cmd_bids(args) -> int:
 
 
 def _participant(args, bids_dir: Path, out: Path) -> int:
-    from .cohort.backends import parse_dask, run_participants
-    from .cohort.bids import ParticipantOptions, find_bids_scans, write_dataset_description
-    from .outputs import OutputError, check_writable_dir
-    from .pipeline import BUNDLED
-    from .summary import report_line
+    from ..cohort.backends import parse_dask, run_participants
+    from ..cohort.bids import ParticipantOptions, find_bids_scans, write_dataset_description
+    from ..outputs import OutputError, check_writable_dir
+    from ..pipeline import BUNDLED
+    from ..summary import report_line
 
     t0 = time.perf_counter()
     if args.nprocs < 1 or (args.omp_nthreads is not None and args.omp_nthreads < 1):
@@ -97,7 +98,7 @@ def _participant(args, bids_dir: Path, out: Path) -> int:
 
 
 def _group(args, bids_dir: Path, out: Path) -> int:
-    from .cohort.group import run_group, stats_lines
+    from ..cohort.group import run_group, stats_lines
 
     try:
         result = run_group(bids_dir, out, column=args.group_column.lower(), fit_on=args.fit_correction_on,

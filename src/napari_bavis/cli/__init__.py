@@ -1,0 +1,44 @@
+"""``napari-bavis``: the widgets' analysis over one scan or a cohort, with no display.
+
+Every subcommand calls the core (``pipeline``, ``export``, ``cohort``; no second implementation); one
+module per command group: ``analyze``, ``compare`` (and ``demo``), ``models`` (and ``train``), ``bids``;
+``parser`` holds the grammar. Exit codes: 0 all good, 1 at least one scan failed, 2 usage errors (bad
+arguments, unknown model or device, an unreadable covariates table, an output folder that would
+collide with an input), 130 when interrupted. Each failing scan gets exactly one ``<path>: <reason>``
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from ..cohort.covariates import Covariates, covariates_for, read_covariates  # noqa: F401  (the CLI's names before the split)
+from ..cohort.jobs import Job, Outcome, run_job  # noqa: F401
+from ..cohort.results import REPORT_KEYS, RESULT_COLUMNS, finished_report, result_row, write_results  # noqa: F401
+from ..cohort.scans import find_scans, output_names, parse_shard, shard_indices  # noqa: F401
+from ..outputs import os_error_text
+from ._common import (  # noqa: F401
+    EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError, _err, explain_options, failure_line,
+)
+from .compare import demo_sample  # noqa: F401
+from .parser import build_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 on usage errors
+    try:
+        return args.func(args)
+    except UsageError as err:
+        parser.exit(EXIT_USAGE, f"napari-bavis: error: {err}\n")
+    except KeyboardInterrupt:
+        _err("napari-bavis: interrupted")
+        return EXIT_INTERRUPTED
+    except OSError as err:  # e.g. the results table on a full disk: one line, not a traceback
+        _err(f"napari-bavis: {os_error_text(err)}")
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
