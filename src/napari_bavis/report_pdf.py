@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .methods import FIGURE_PREFERENCE as _FIGURE_PREFERENCE
+
 #: Pages of every report (tests and docs rely on it).
 PAGES = 3
 FOOTER = "Research use only — not a medical device. Not for diagnosis or treatment decisions."
 _A4 = (8.27, 11.69)
-_FIGURE_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
 def _fmt(value, unit=" y", signed=False) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BavisError
+from ..methods import DEFAULT_METHODS
 
 SPACE = "MNI152NLin2009aSym"
 CODE_URL = "https://github.com/napari-bavis/napari-bavis"
@@ -165,7 +166,7 @@ class ParticipantOptions:
     out_dir: str
     model: str = "ds002748"
     device: str = "cpu"
-    methods: tuple = ("gradcam++", "smoe", "smoe*gradcam++")
+    methods: tuple = DEFAULT_METHODS
     threshold: float | None = None
     mode: str | None = None
     explain: dict = field(default_factory=dict)

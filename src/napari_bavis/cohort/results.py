@@ -8,6 +8,7 @@ import json
 import io
 from pathlib import Path
 
+from ..methods import figure_method
 from ..outputs import locked
 from ..summary import model_label, unique_notes
 REPORT_KEYS = ("brain_age", "chronological_age", "brain_age_gap", "brain_age_gap_corrected", "regions",
@@ -46,7 +47,7 @@ def result_row(name: str, path, status: str, report: dict | None, sex=None, erro
         row["model"] = model_label(report.get("model") or {})
         row["warnings"] = " | ".join(unique_notes(report.get("warnings")))
         regions = report.get("regions") or {}
-        shown = next((m for m in ("smoe*gradcam++", "gradcam++", "gradcam", "smoe") if m in regions), None)
+        shown = figure_method(regions)
         table = (regions.get(shown) or {}).get("regions") if shown else None
         if table:
             row["top_region_ras_mm"] = " ".join(f"{v:.1f}" for v in table[0]["peak_ras_mm"])

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..methods import FIGURE_PREFERENCE as _PREFERENCE
 from .bids import SPACE
-
-_PREFERENCE = ("smoe*gradcam++", "gradcam++", "gradcam", "smoe")
 
 
 def summary_figure(rows, stats, column: str, fit: dict, maps: dict, folder: Path) -> tuple[bytes, bytes]:
