@@ -250,10 +250,21 @@ def child_main() -> None:
         call = resolve(ref)
     except Exception as err:
         send(("crash", WorkerCrash(type(err).__name__, str(err))))
-        return
+        _leave(out)
     status, value = _outcome(call, kwargs, progress, cancel)
     try:
         send((status, value))
     except (pickle.PicklingError, TypeError, AttributeError) as err:
         send(("crash", WorkerCrash(type(err).__name__, f"the result could not be sent back: {err}")))
-    out.close()
+    _leave(out)
+
+
+def _leave(out) -> None:
+    """Exit at once: a normal shutdown would wait on the listening thread blocked reading stdin
+    (CPython then aborts with "could not acquire lock for <stdin>")."""
+    for stream in (out, sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(0)

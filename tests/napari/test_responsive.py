@@ -177,7 +177,12 @@ def test_regions_panel_follows_a_deleted_map_layer(make_napari_viewer, qtbot, bl
         box.setChecked(method in ("gradcam", "smoe"))
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=30000)
-    shown = widget.maps.selected_entry()["layer"].name
+    entry = widget.maps.selected_entry()  # its first regions came from the worker, equal to a fresh computation
+    assert entry["first_regions"] is not None and entry["first_regions"][0] == entry["method"]
+    _, fresh = widget.analysis.regions(entry["method"], widget.maps.threshold.value(), widget.maps.mode_key(),
+                                       widget.maps.min_size.value())
+    assert [r.volume_mm3 for r in widget.maps.regions] == [r.volume_mm3 for r in fresh] and fresh
+    shown = entry["layer"].name
     viewer.layers.remove(shown)
     qtbot.waitUntil(lambda: widget.maps.regions_of.count() == 1, timeout=5000)
     assert shown not in [widget.maps.regions_of.itemText(i) for i in range(widget.maps.regions_of.count())]

@@ -512,14 +512,20 @@ class MapsPanel(QGroupBox):
             self.table.setRowCount(0)
             return
         cut = self.cutoff(entry["values"])
-        labels, table = activated_regions(entry["values"], entry["affine"], cut, self.min_size.value())
-        if entry.get("name_regions") is not None:  # the analysis names them after its atlas
-            table = entry["name_regions"](labels, table)
+        pre = entry.get("first_regions")  # computed by the worker process for this very cut
+        if pre is not None and pre[:3] == (entry["method"], float(cut), float(self.min_size.value())):
+            labels, table = pre[3], pre[4]
+        else:
+            labels, table = activated_regions(entry["values"], entry["affine"], cut, self.min_size.value())
+            if entry.get("name_regions") is not None:  # the analysis names them after its atlas
+                table = entry["name_regions"](labels, table)
         self._regions = table
         name = f"{entry['scan']} · regions"
         for layer in old:
             if layer.name != name:
                 self._viewer.layers.remove(layer)
+        if labels.dtype.itemsize > 2 and labels.size and int(labels.max()) < 65536:
+            labels = labels.astype(np.uint8 if int(labels.max()) < 256 else np.uint16)  # napari draws these faster
         kwargs = _layers.regions_layer_kwargs(entry["geometry"], name, self._tag)
         kwargs["visible"] = visible
         kwargs["metadata"]["bavis_method"] = entry["method"]
@@ -957,6 +963,7 @@ class AnalysisWidget(_RunWidget):
             "sex": None if sex == "not given" else sex,
             "methods": tuple(self.chosen_methods()),
             "device": self.model.device.currentText(),
+            "regions": (float(self.maps.threshold.value()), self.maps.mode_key(), float(self.maps.min_size.value())),
         }
 
     # --- results -----------------------------------------------------------------------------
@@ -984,7 +991,8 @@ class AnalysisWidget(_RunWidget):
             layer = _layers.put_layer(self._viewer, values, kwargs)
             entries.append({"layer": layer, "values": values, "affine": analysis.scan.display_affine,
                             "geometry": geometry, "method": method, "scan": scan_name,
-                            "name_regions": analysis.name_regions})
+                            "name_regions": analysis.name_regions,
+                            "first_regions": getattr(analysis, "first_regions", None)})
 
         def finish() -> None:
             self.maps.set_maps(entries)

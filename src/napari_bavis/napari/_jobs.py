@@ -9,10 +9,20 @@ from .. import pipeline
 from ..errors import BavisError
 
 
-def analyze_snapshot(snapshot, progress=None, cancel=None, **kwargs):
+def analyze_snapshot(snapshot, progress=None, cancel=None, regions=None, **kwargs):
+    """``regions=(threshold, mode, min_size_mm3)``: also the first map's regions, which the widget
+    shows first (connected components and atlas names of a 1 mm map take seconds of GUI time)."""
     from ._layers import scan_of_layer
 
     analysis = pipeline.analyze(scan_of_layer(snapshot), progress=progress, cancel=cancel, **kwargs)
+    if regions is not None and analysis.maps:
+        from ..regions import threshold_value
+
+        threshold, mode, min_size = regions
+        method = "smoe*gradcam++" if "smoe*gradcam++" in analysis.maps else next(iter(analysis.maps))
+        cutoff = threshold_value(analysis.maps[method], threshold, mode)
+        labels, table = analysis.regions(method, threshold, mode, min_size)
+        analysis.first_regions = (method, float(cutoff), float(min_size), labels, table)
     if analysis.faithfulness:  # the readout panel's figure, drawn here rather than on the GUI thread
         from ..readout_figure import faithfulness_figure
         from ._layers import method_title
