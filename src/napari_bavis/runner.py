@@ -212,6 +212,18 @@ def stop_all() -> None:
 atexit.register(stop_all)
 
 
+def busy_job(progress=None, cancel=None, seconds: float = 0.0, honour_cancel: bool = True):
+    """A stand-in job for tests and benchmarks: one progress step, then busy for ``seconds`` without
+    a check in between unless ``honour_cancel`` (like N4 or a registration that never returns early)."""
+    if progress is not None:
+        progress("busy", 0, 1)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if honour_cancel and cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled by the user")
+    return os.getpid()
+
+
 # --- the child side ------------------------------------------------------------------------------
 def child_main() -> None:
     """Read one job from stdin, run it, write its messages; stop at a cancel byte or a closed stdin."""
