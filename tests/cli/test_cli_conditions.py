@@ -211,7 +211,7 @@ def test_hostile_corpus_gives_one_line_each_quickly(tmp_path, tiny_model):
 
 
 def test_models_prints_names_with_newlines_and_ansi_escapes_sanitised(tmp_path, monkeypatch):
-    from conftest import tiny_checkpoint
+    from cli_builders import tiny_checkpoint
 
     evil = tiny_checkpoint(tmp_path / "evil.pt", name="evil\nname\x1b[31mred\x1b[0m")
     code, stdout, _ = run_cli(["models", evil])
@@ -225,7 +225,7 @@ def test_models_prints_names_with_newlines_and_ansi_escapes_sanitised(tmp_path, 
 def test_a_crafted_checkpoint_is_one_line_for_models_and_analyze(tmp_path, good_scans):
     import torch
 
-    from conftest import tiny_checkpoint
+    from cli_builders import tiny_checkpoint
 
     bad = tiny_checkpoint(tmp_path / "neg.pt")
     payload = torch.load(bad, weights_only=True)

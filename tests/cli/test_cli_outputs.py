@@ -11,7 +11,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import scanner_scan, tiny_checkpoint
+from cli_builders import scanner_scan, tiny_checkpoint
 from test_cli import run_cli
 
 from napari_bavis import cli, pipeline, settings

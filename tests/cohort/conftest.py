@@ -11,10 +11,7 @@ from pathlib import Path
 
 import pytest
 
-#: (subject, session, seed, age, sex)
-SCANS = (("01", None, 1, 62.0, "F"), ("02", "01", 2, 71.0, "M"), ("02", "02", 3, 74.0, "M"))
-#: options that keep the participant runs fast and deterministic (no timing-based defaults)
-FAST = ["--model", "demo", "--methods", "gradcam++", "--no-region-importance", "--no-faithfulness", "--quiet"]
+from bids_options import FAST, SCANS
 
 
 def make_tiny_bids(root: Path) -> Path:

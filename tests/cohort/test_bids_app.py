@@ -12,7 +12,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import FAST, SCANS
+from bids_options import FAST, SCANS
 
 from napari_bavis.cli import main
 
