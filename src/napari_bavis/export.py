@@ -12,6 +12,7 @@ import os
 import platform
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -92,6 +93,19 @@ def _prepare_dir(out_dir: Path, protect: Sequence) -> Path:
     return Path(mkdtemp_shared(prefix=f".{out_dir.name}.", suffix=".part", dir=out_dir.parent))
 
 
+@contextmanager
+def result_folder(out_dir: Path, protect: Sequence):
+    """A temporary folder beside ``out_dir`` to write into; it replaces ``out_dir`` when the block ends
+    normally and is removed when it raises (a killed or failed export never leaves half results)."""
+    tmp = _prepare_dir(out_dir, protect)
+    try:
+        yield tmp
+        _commit_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _commit_dir(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
@@ -168,8 +182,7 @@ def export_analysis(
 
     threshold, mode = resolve_threshold(threshold, mode)
     out_dir = Path(out_dir)
-    tmp = _prepare_dir(out_dir, [analysis.scan.path])
-    try:
+    with result_folder(out_dir, [analysis.scan.path]) as tmp:
         title = analysis_title(analysis.scan.name, analysis.prediction)
         files, regions = _write_maps(
             tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
@@ -187,10 +200,6 @@ def export_analysis(
             report["report_pdf"] = "report.pdf"
             write_report_pdf(tmp / "report.pdf", analysis, report)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
-        _commit_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
@@ -237,8 +246,7 @@ def export_comparison(
 
     out_dir = Path(out_dir)
     inputs = (comparison.scan_a.path, comparison.scan_b.path)
-    tmp = _prepare_dir(out_dir, inputs)
-    try:
+    with result_folder(out_dir, inputs) as tmp:
         files: dict = {}
         regions: dict = {}
         figures = {}
@@ -264,8 +272,4 @@ def export_comparison(
             "research_use_only": True,
         })
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
-        _commit_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report

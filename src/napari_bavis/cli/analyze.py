@@ -129,6 +129,17 @@ def cmd_analyze(args) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _record(outcome: Outcome, outcomes: list, overall) -> bool:
+    """Print a failed scan's one line, keep the outcome, advance the bar; True when the disk is full
+    (every further scan would fail the same way after minutes of work)."""
+    if outcome.status == "failed":
+        overall.clear()
+        _err(outcome.error)
+    outcomes.append(outcome)
+    overall.update(1)
+    return bool(outcome.extra.get("disk_full"))
+
+
 def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
     overall = _tqdm(total=len(jobs), desc="scans", unit="scan", position=0, disable=not bars)
     try:
@@ -143,12 +154,7 @@ def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
 
             outcome = run_job(job, model, device, progress)
             step_bar.close()
-            if outcome.status == "failed":
-                overall.clear()
-                _err(outcome.error)
-            outcomes.append(outcome)
-            overall.update(1)
-            if outcome.extra.get("disk_full"):
+            if _record(outcome, outcomes, overall):
                 break  # every further scan would fail the same way after minutes of work
     finally:
         overall.close()
@@ -197,12 +203,7 @@ def _run_pool(jobs, model_ref, workers: int, bars: bool, outcomes: list) -> None
                 bar = scan_bars.pop(outcome.index, None)
                 if bar is not None:
                     bar.close()
-                if outcome.status == "failed":
-                    overall.clear()
-                    _err(outcome.error)
-                outcomes.append(outcome)
-                overall.update(1)
-                if outcome.extra.get("disk_full"):
+                if _record(outcome, outcomes, overall):
                     stop_early = True
                     for other in pending:
                         other.cancel()

@@ -15,7 +15,7 @@ from ._common import (
     resume_path,
     seed_everything,
 )
-from .data import DEMO_INPUT, INPUTS_NOTE, load_inputs, pipeline_card, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, load_splits, pipeline_card, split_by_subject
 from .fit_loop import fit
 
 #: Small channels: the demo model must train on two shared CPU cores and ship in a few MB.
@@ -117,12 +117,8 @@ def train_brain_age(
 
     plan = plan_cohort(n_subjects, seed, ages=AGE_RANGE, cdr_weights={0.0: 1.0})
     train_plan, val_plan, test_plan = split_by_subject(plan, seed=seed)
-    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
-    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
-    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
+    x_train, x_val, x_test = load_splits((train_plan, val_plan, test_plan), grid, spec, cache_dir, workers, progress,
+                                         through_pipeline)
     z_train = torch.tensor([(lab["age"] - AGE_CENTRE) / AGE_SCALE for lab in train_plan], dtype=torch.float32)
     age_val = np.array([lab["age"] for lab in val_plan])
     age_test = np.array([lab["age"] for lab in test_plan])

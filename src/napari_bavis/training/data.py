@@ -244,6 +244,13 @@ def load_inputs(
     return xs, records
 
 
+def load_splits(plans: Sequence[Sequence[dict]], grid: Grid, spec: dict, cache_dir=None, workers: int = 1,
+                progress: bool = False, through_pipeline: bool = False) -> list[np.ndarray]:
+    """``load_inputs`` of each plan (train, validation, test), in order."""
+    return [load_inputs(plan, grid, spec, cache_dir, workers, progress, through_pipeline=through_pipeline)[0]
+            for plan in plans]
+
+
 def split_by_subject(plan: Sequence[dict], fractions=(0.7, 0.15, 0.15), seed: int = 0) -> tuple[list, list, list]:
     """Train / validation / test lists of a plan, split by subject seed (one subject never on two sides)."""
     seeds = sorted({lab["seed"] for lab in plan})

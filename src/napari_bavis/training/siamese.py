@@ -15,7 +15,7 @@ from ._common import (
     resume_path,
     seed_everything,
 )
-from .data import DEMO_INPUT, INPUTS_NOTE, load_inputs, pipeline_card, split_by_subject
+from .data import DEMO_INPUT, INPUTS_NOTE, load_splits, pipeline_card, split_by_subject
 from .fit_loop import fit
 
 DEMO_SIAMESE_CHANNELS = (4, 8, 16, 32)
@@ -149,12 +149,8 @@ def train_siamese(
     plan = plan_cohort(n_subjects, seed, ages=tuple(ages), cdr_weights=SIAMESE_CDR_WEIGHTS,
                        disease_min_age=min(55.0, float(ages[0])))
     train_plan, val_plan, test_plan = split_by_subject(plan, seed=seed)
-    x_train, _ = load_inputs(train_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
-    x_val, _ = load_inputs(val_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
-    x_test, _ = load_inputs(test_plan, grid, spec, cache_dir, workers, progress,
-                             through_pipeline=through_pipeline)
+    x_train, x_val, x_test = load_splits((train_plan, val_plan, test_plan), grid, spec, cache_dir, workers, progress,
+                                         through_pipeline)
     c_train, c_val, c_test = class_labels(train_plan), class_labels(val_plan), class_labels(test_plan)
     y_train = torch.as_tensor(c_train)
 
