@@ -11,7 +11,7 @@ import pytest
 from napari_bavis import models, pipeline
 from napari_bavis.errors import Cancelled
 from napari_bavis.grid import Grid
-from napari_bavis.napari import _analysis_widget, _layers
+from napari_bavis.napari import _analysis_widget, _layers, _notify
 from napari_bavis.samples import mni_t1, to_scanner_space
 
 #: A 6 mm model grid over the MNI box keeps the model's time negligible.
@@ -45,9 +45,9 @@ def tiny_files(tmp_path_factory):
 def errors(monkeypatch):
     """Every error notification the widgets raise, instead of napari's dialogs."""
     shown = []
-    monkeypatch.setattr(_analysis_widget, "show_error", shown.append)
-    monkeypatch.setattr(_analysis_widget, "show_warning", lambda *_: None)
-    monkeypatch.setattr(_analysis_widget, "show_info", lambda *_: None)
+    monkeypatch.setattr(_notify, "show_error", shown.append)
+    monkeypatch.setattr(_notify, "show_warning", lambda *_: None)
+    monkeypatch.setattr(_notify, "show_info", lambda *_: None)
     return shown
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_bavis import models
-from napari_bavis.napari import _analysis_widget, _compare_widget, _layers
+from napari_bavis.napari import _layers, _notify
 from napari_bavis.samples import mni_t1, to_scanner_space
 
 from test_analysis_widget import FAST_PREPROCESSING, TINY_GRID
@@ -32,10 +32,9 @@ def siamese_files(tmp_path_factory):
 @pytest.fixture
 def errors(monkeypatch):
     shown = []
-    for module in (_analysis_widget, _compare_widget):  # the compare widget reports through the shared base
-        monkeypatch.setattr(module, "show_error", shown.append, raising=False)
-        monkeypatch.setattr(module, "show_warning", lambda *_: None, raising=False)
-        monkeypatch.setattr(module, "show_info", lambda *_: None, raising=False)
+    monkeypatch.setattr(_notify, "show_error", shown.append)  # every widget notifies through _notify
+    monkeypatch.setattr(_notify, "show_warning", lambda *_: None)
+    monkeypatch.setattr(_notify, "show_info", lambda *_: None)
     return shown
 
 

@@ -4,7 +4,7 @@ the file and uses that checkpoint (run under xvfb-run)."""
 import torch
 
 from napari_bavis.models.sfcn import SFCN
-from napari_bavis.napari import _analysis_widget, _preset_dialog
+from napari_bavis.napari import _analysis_widget, _controls, _notify, _preset_dialog
 
 
 def _pick(widget, monkeypatch, path, answer):
@@ -14,7 +14,7 @@ def _pick(widget, monkeypatch, path, answer):
         asked.append(items)
         return (items[0], True) if answer else ("", False)
 
-    monkeypatch.setattr(_analysis_widget.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    monkeypatch.setattr(_controls.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     monkeypatch.setattr(_preset_dialog.QInputDialog, "getItem", get_item)
     widget.combo.setCurrentText(_analysis_widget.LOAD_CHECKPOINT)
     widget._on_activated(widget.combo.findText(_analysis_widget.LOAD_CHECKPOINT))
@@ -25,7 +25,7 @@ def test_plain_state_dict_asks_for_a_preset_and_loads_the_imported_checkpoint(qt
     weights = tmp_path / "run_20190719_00_epoch_best_mae.p"
     torch.save(torch.nn.DataParallel(SFCN()).state_dict(), weights)
     errors = []
-    monkeypatch.setattr(_analysis_widget, "show_error", errors.append)
+    monkeypatch.setattr(_notify, "show_error", errors.append)
     picker = _analysis_widget.ModelPicker("brain_age", "ds002748", "")
     qtbot.addWidget(picker)
     qtbot.waitUntil(lambda: not picker.inspecting, timeout=30000)

@@ -13,7 +13,7 @@ from test_analysis_widget import (  # noqa: F401
     _fake_analysis, blob_scan, counted_analyze, dock, map_layers, open_scan, tiny_files, use_fake_model,
 )
 
-from napari_bavis.napari import _analysis_widget, _layers
+from napari_bavis.napari import _analysis_widget, _layers, _notify
 
 BURN = "while True: pass"
 
@@ -23,7 +23,7 @@ def notes(monkeypatch):
     """Every notification the widget shows, by kind, instead of napari's dialogs."""
     shown = {"error": [], "warning": [], "info": []}
     for kind in shown:
-        monkeypatch.setattr(_analysis_widget, f"show_{kind}", shown[kind].append)
+        monkeypatch.setattr(_notify, f"show_{kind}", shown[kind].append)
     return shown
 
 

@@ -6,7 +6,6 @@ No ``from __future__ import annotations``: napari reads the ``viewer`` annotatio
 
 from typing import TYPE_CHECKING
 
-from napari.utils.notifications import show_warning
 from qtpy.QtWidgets import (
     QCheckBox,
     QFormLayout,
@@ -20,7 +19,7 @@ from qtpy.QtWidgets import (
 
 from .. import pipeline, settings
 from ..errors import BavisError
-from . import _layers
+from . import _layers, _notify
 from ._analysis_widget import (
     RESEARCH_ONLY,
     LayerCombo,
@@ -141,7 +140,7 @@ class CompareWidget(_RunWidget):
             self.results.setPlainText(comparison_text(comparison, names))
             self.model.show_used_device(comparison.device)
             for note in comparison.notes:
-                show_warning(note)
+                _notify.show_warning(note)
 
         def add_map(scan_name, scan, geometry, method, values) -> None:
             name = _layers.map_layer_name(scan_name, method, comparison.card.name)
