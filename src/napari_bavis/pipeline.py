@@ -26,7 +26,7 @@ from .onto_scan import _display_brain_mask, _maps_on_grid, _maps_on_scan, _qc_im
 
 # The method table (names, titles, defaults, figure order) lives in methods.py; its names are
 # re-exported here for callers of the pipeline.
-from .methods import ALL_METHODS, DEFAULT_METHODS, FIGURE_PREFERENCE
+from .methods import ALL_METHODS, DEFAULT_METHODS, FIGURE_PREFERENCE, SIAMESE_METHODS
 
 #: Bundled models, shipped as package data: the phantom demos and the real-brain model.
 BUNDLED = {"demo": "demo.pt", "demo-siamese": "demo-siamese.pt", "ds002748": "ds002748.pt"}
@@ -324,7 +324,7 @@ def compare(
     from .explain import siamese_maps
     from .models import compare as similarity_of
 
-    methods = tuple(m for m in _check_methods(methods) if m != "smooth-gradcam++")
+    methods = tuple(m for m in _check_methods(methods) if m in SIAMESE_METHODS)
     steps = _Steps(progress, cancel, total=14)
     steps.start("load scans")
     scan_a, scan_b = as_scan(scan_a), as_scan(scan_b)

@@ -22,6 +22,7 @@ from ..methods import ALL_METHODS as METHODS
 from ..methods import CAM_METHODS as _CAM_METHODS
 from ..methods import PRODUCT_METHODS as _PRODUCTS
 from ..methods import SMOE_METHODS as _SMOE_METHODS
+from ..methods import SIAMESE_METHODS
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -358,8 +359,9 @@ def siamese_maps(
     a, b = _check_input(a, "first input"), _check_input(b, "second input")
     if a.shape[1:] != b.shape[1:]:
         raise ExplainError(f"the two inputs differ in shape: {tuple(a.shape[1:])} vs {tuple(b.shape[1:])}")
-    if "smooth-gradcam++" in _check_methods(methods):
-        raise ExplainError("'smooth-gradcam++' is not available for Siamese maps")
+    unavailable = [m for m in _check_methods(methods) if m not in SIAMESE_METHODS]
+    if unavailable:
+        raise ExplainError(f"{', '.join(repr(m) for m in unavailable)} not available for Siamese maps")
     na, nb = a.shape[0], b.shape[0]
     x = torch.cat([a.detach(), b.detach().to(a.device, a.dtype)])
     plan = _make_plan(encoder, x, methods, layer, smoe_layers, smoe_weights, dict(options))

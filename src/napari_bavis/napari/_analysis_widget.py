@@ -32,10 +32,10 @@ from ..errors import BavisError
 from ..summary import brain_age_text, model_label, unique_notes
 from . import _layers, _notify
 from ._controls import (  # noqa: F401  (names the compare widget and the tests read from here)
-    CPU_WARNING, LOAD_CHECKPOINT, RESEARCH_ONLY, THRESHOLD_MODES, LayerCombo, ModelPicker, _snapshot, card_text,
+    CPU_WARNING, LOAD_CHECKPOINT, RESEARCH_ONLY, THRESHOLD_MODES, LayerCombo, ModelPicker, snapshot, card_text,
 )
 from ._maps_panel import MapsPanel
-from ._run_widget import _RunWidget, export_folder  # noqa: F401
+from ._run_widget import RunWidget, _RunWidget, export_folder  # noqa: F401
 
 if TYPE_CHECKING:
     import napari
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 
 
-class AnalysisWidget(_RunWidget):
+class AnalysisWidget(RunWidget):
     """Brain age and explanation maps of one scan layer."""
 
     TAG = "analysis"
@@ -193,13 +193,13 @@ class AnalysisWidget(_RunWidget):
         model = self.model.model()
         if model is None:
             raise BavisError("choose a model: a bundled one or Load checkpoint…")
-        snapshot = _snapshot(layer)
-        self._pending = (layer.name, _layers.scan_geometry(snapshot))
+        snap = snapshot(layer)
+        self._pending = (layer.name, _layers.scan_geometry(snap))
         self._run_layers = [(layer.name, layer)]
         age = self.age.value()
         sex = self.sex.currentText()
         return "napari_bavis.napari._jobs:analyze_snapshot", {
-            "snapshot": snapshot,
+            "snapshot": snap,
             "model": model,
             "chronological_age": None if age < 0 else float(age),
             "sex": None if sex == "not given" else sex,

@@ -17,26 +17,21 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import pipeline, settings
+from .. import methods, pipeline, settings
 from ..errors import BavisError
 from . import _layers, _notify
-from ._analysis_widget import (
-    RESEARCH_ONLY,
-    LayerCombo,
-    MapsPanel,
-    ModelPicker,
-    _RunWidget,
-    _snapshot,
-)
+from ._controls import RESEARCH_ONLY, LayerCombo, ModelPicker, snapshot
+from ._maps_panel import MapsPanel
+from ._run_widget import RunWidget
 
 if TYPE_CHECKING:
     import napari
 
 #: Smooth Grad-CAM++ is not offered for Siamese maps (pipeline.compare drops it).
-COMPARE_METHODS = tuple(m for m in pipeline.ALL_METHODS if m != "smooth-gradcam++")
+COMPARE_METHODS = methods.SIAMESE_METHODS
 
 
-class CompareWidget(_RunWidget):
+class CompareWidget(RunWidget):
     """Similarity of two scans under a Siamese encoder, with each scan's own maps."""
 
     TAG = "compare"
@@ -115,7 +110,7 @@ class CompareWidget(_RunWidget):
         model = self.model.model()
         if model is None:
             raise BavisError("choose a Siamese model: the bundled demo-siamese or Load checkpoint…")
-        snap_a, snap_b = _snapshot(a), _snapshot(b)
+        snap_a, snap_b = snapshot(a), snapshot(b)
         names = (a.name, b.name)
         self._pending = (names, _layers.scan_geometry(snap_a), _layers.scan_geometry(snap_b))
         self._run_layers = [(a.name, a), (b.name, b)]

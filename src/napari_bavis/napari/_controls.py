@@ -52,7 +52,7 @@ def _one_line(status: str, err: BaseException, what: str) -> str:
     return f"{what}: {err}"
 
 
-def _snapshot(layer) -> SimpleNamespace:
+def snapshot(layer) -> SimpleNamespace:
     """What the worker needs from a layer, taken on the GUI thread (plain data: it is pickled to a worker process)."""
     source = (layer.metadata or {}).get("bavis_source")
     return SimpleNamespace(

@@ -1,12 +1,13 @@
 """The jobs the widgets hand to napari_bavis.runner, as importable functions (a worker process can
 only be sent a function by name). They take layer snapshots (plain data, see
-_analysis_widget._snapshot), never layers or widgets, and import neither Qt nor napari.
+_controls.snapshot), never layers or widgets, and import neither Qt nor napari.
 """
 
 from __future__ import annotations
 
 from .. import pipeline
 from ..errors import BavisError
+from ..methods import figure_method
 
 
 def analyze_snapshot(snapshot, progress=None, cancel=None, regions=None, **kwargs):
@@ -19,7 +20,7 @@ def analyze_snapshot(snapshot, progress=None, cancel=None, regions=None, **kwarg
         from ..regions import threshold_value
 
         threshold, mode, min_size = regions
-        method = "smoe*gradcam++" if "smoe*gradcam++" in analysis.maps else next(iter(analysis.maps))
+        method = figure_method(analysis.maps) or next(iter(analysis.maps))
         cutoff = threshold_value(analysis.maps[method], threshold, mode)
         labels, table = analysis.regions(method, threshold, mode, min_size)
         analysis.first_regions = (method, float(cutoff), float(min_size), labels, table)

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
+from ..methods import PREFERRED_METHOD
 from . import _layers
 from ._display import camera_of
 from ._controls import THRESHOLD_MODES
@@ -179,7 +180,7 @@ class MapsPanel(QGroupBox):
         self.regions_of.clear()
         for entry in entries:
             self.regions_of.addItem(entry["layer"].name)
-        preferred = next((i for i, e in enumerate(entries) if e["method"] == "smoe*gradcam++"), 0)
+        preferred = next((i for i, e in enumerate(entries) if e["method"] == PREFERRED_METHOD), 0)
         self.regions_of.setCurrentIndex(preferred)
         self.regions_of.blockSignals(False)
         self.apply_threshold()

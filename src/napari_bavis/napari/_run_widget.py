@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _RUN_IDS = itertools.count(1)
 
 
-class _RunWidget(QWidget):
+class RunWidget(QWidget):
     """What both widgets share: a worker run with progress, Cancel, one-line errors."""
 
     TAG = "bavis"
@@ -267,3 +267,6 @@ def export_folder(parent: Path, scan_name: str) -> Path:
         if not candidate.exists() or (candidate / "report.json").is_file():
             return candidate
     raise BavisError(f"{parent}: too many export folders for {scan_name}")
+
+
+_RunWidget = RunWidget  # the name before the split (tests patch it)
