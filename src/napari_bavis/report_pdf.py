@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .methods import FIGURE_PREFERENCE as _FIGURE_PREFERENCE
+from .methods import title as method_title
 
 #: Pages of every report (tests and docs rely on it).
 PAGES = 3
@@ -112,7 +113,9 @@ def _results(report: dict) -> list[str]:
              f"Brain-age gap (brain age − age): {_fmt(report.get('brain_age_gap'), signed=True)}",
              f"Bias-corrected gap: {_fmt(report.get('brain_age_gap_corrected'), signed=True)}"
              + (f" ({report.get('correction_method') or pred.get('correction_method')})"
-                if report.get("brain_age_gap_corrected") is not None else " (the model card has no bias correction)")]
+                if report.get("brain_age_gap_corrected") is not None
+                else " (needs the chronological age)" if report.get("chronological_age") is None
+                else " (the model card has no bias correction)")]
     return lines
 
 
@@ -174,7 +177,7 @@ def _faithfulness_lines(report: dict) -> list[str]:
     if not rows:
         return []
     return ["Faithfulness (deletion AUC: lower is better; insertion AUC: higher is better; vs a random ordering):"] + [
-        f"  {m}: deletion {v['deletion_auc']:.3f} (random {v.get('random_deletion_auc', float('nan')):.3f}), "
+        f"  {method_title(m)}: deletion {v['deletion_auc']:.3f} (random {v.get('random_deletion_auc', float('nan')):.3f}), "
         f"insertion {v['insertion_auc']:.3f} (random {v.get('random_insertion_auc', float('nan')):.3f})" for m, v in rows]
 
 
@@ -201,7 +204,7 @@ def report_pdf_bytes(analysis, report: dict) -> bytes:
         y = _text_block(fig, 0.06, y - 0.012, _results(report), 11.5, width=80)
         overlay = analysis.maps.get(method) if method else None
         cutoff = threshold_value(overlay, threshold, mode) if overlay is not None else 1.0
-        _three_planes(fig, y - 0.03, analysis.scan, overlay, cutoff, method or "no map")
+        _three_planes(fig, y - 0.03, analysis.scan, overlay, cutoff, method_title(method) if method else "no map")
         warnings = report.get("warnings") or []
         y = _text_block(fig, 0.06, y - 0.38, ["Warnings:"] + ([f"• {w}" for w in warnings] or ["none"]), 9, width=100)
         _text_block(fig, 0.06, y - 0.015, _faithfulness_lines(report), 8.5, width=110)
@@ -209,7 +212,7 @@ def report_pdf_bytes(analysis, report: dict) -> bytes:
 
         fig = _page(Figure, 2, "Quality control and regions")
         _qc_thumbnails(fig, 0.93, analysis)
-        y = _table(fig, 0.64, f"Atlas regions of the {method} map ({report.get('atlas') or 'no atlas'})",
+        y = _table(fig, 0.64, f"Atlas regions of the {method_title(method)} map ({report.get('atlas') or 'no atlas'})",
                    ["region", "side", "% of map", "mean", "peak", "mm³"], _region_rows(report, method),
                    "no atlas regions in this report")
         _table(fig, y - 0.01, "Region importance: brain age with the region occluded minus the scan's (years)",

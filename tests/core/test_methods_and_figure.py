@@ -54,3 +54,17 @@ def test_figure_has_orientation_letters_and_flips_them_for_radiological(monkeypa
     # the axial plane's first letter is its left edge: L in neurological order, R in radiological
     assert letters[0] == ("R" if radiological else "L")
     assert any("SMOE×Grad-CAM++" in t for t in seen)
+
+
+def test_report_pdf_says_why_a_corrected_gap_is_missing_and_uses_method_titles():
+    from napari_bavis import report_pdf
+
+    no_age = report_pdf._results({"brain_age": 30.0, "chronological_age": None, "brain_age_gap_corrected": None})
+    assert no_age[-1].endswith("(needs the chronological age)")
+    no_correction = report_pdf._results({"brain_age": 30.0, "chronological_age": 40.0, "brain_age_gap": -10.0,
+                                         "brain_age_gap_corrected": None})
+    assert no_correction[-1].endswith("(the model card has no bias correction)")
+    faith = {"smoe*gradcam++": {"deletion_auc": 1.0, "insertion_auc": 2.0, "random_deletion_auc": 1.5,
+                                "random_insertion_auc": 1.5}}
+    lines = report_pdf._faithfulness_lines({"faithfulness": faith})
+    assert any("SMOE×Grad-CAM++: deletion 1.000" in line for line in lines)
