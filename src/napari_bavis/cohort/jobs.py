@@ -96,7 +96,11 @@ def _worker_sigint(signum, frame) -> None:
     every queued one; later ones are ignored so that clean-up is not interrupted."""
     if not _WORKER.get("stop"):
         _WORKER["stop"] = True
-        raise KeyboardInterrupt
+        # Raised only inside a scan's work, and not inside the import machinery: there Python would
+        # print it as an "Exception ignored" traceback (a weakref callback of an import lock). An idle
+        # or importing worker just stops taking jobs; the parent ends any worker after its grace time.
+        if _WORKER.get("busy") and not (frame is not None and frame.f_code.co_filename.startswith("<frozen importlib")):
+            raise KeyboardInterrupt
 
 
 def _worker_run(job: Job) -> Outcome:
@@ -110,8 +114,11 @@ def _worker_run(job: Job) -> Outcome:
         if events is not None:
             events.put((job.index, step, done, total))
 
+    _WORKER["busy"] = True
     try:
         return run_job(job, _WORKER["model"], "cpu", progress)
     except KeyboardInterrupt:
         _WORKER["stop"] = True
         return Outcome(job.index, "cancelled")
+    finally:
+        _WORKER["busy"] = False
