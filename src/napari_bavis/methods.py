@@ -1,15 +1,19 @@
 """The one table of explanation-map methods: every other module reads its names, titles and roles here
 (a top-level module, not in ``explain``: reading the table must not import torch).
 
-Adding a method is its formula in ``explain/engine.py`` plus one row below. The engine still computes every
-requested map from one forward and one gradient pass (the table only says what each map needs).
+Adding a method is its formula in ``explain/engine.py`` (keyed by the name constant below) plus one row
+below; a product or a smoothed variant of existing maps needs only the row. The engine still computes every
+requested map from one forward and one gradient pass (the table only says what each map needs). The names
+are written once, here: the engine and everything else use the constants and columns.
 
 Columns:
 - ``name``: the key in ``Analysis.maps``, report.json and the CLI's ``--methods`` (file names use
   ``file_stem``);
 - ``title``: what a person reads (dock, layer names, figures, PDF);
 - ``cam`` / ``smoe``: whether it needs the Grad-CAM layer's activations and gradients / the SMOE
-  layers' activations; ``product``: an element-wise product of a SMOE and a CAM map;
+  layers' activations; ``product``: an element-wise product of a SMOE and a CAM map, ``factors`` the two
+  maps multiplied;
+- ``smoothed``: the one-pass CAM formula averaged over noisy copies of the input (Smooth Grad-CAM++);
 - ``siamese``: offered for Siamese branches (Smooth Grad-CAM++'s noisy passes are not tiled there);
 - ``default``: computed when nobody asks for specific methods;
 - ``figure_rank``: which map a one-map figure shows (lowest first; None: never chosen by itself).
@@ -27,10 +31,15 @@ class Method:
     title: str
     cam: bool
     smoe: bool
-    product: bool = False
+    factors: tuple[str, str] | None = None
+    smoothed: str | None = None
     siamese: bool = True
     default: bool = False
     figure_rank: int | None = None
+
+    @property
+    def product(self) -> bool:
+        return self.factors is not None
 
     @property
     def file_stem(self) -> str:
@@ -38,13 +47,19 @@ class Method:
         return self.name.replace("*", "x").replace("+", "p")
 
 
+#: The names of the maps computed from captured activations (the engine's formulas are keyed by these).
+GRADCAM = "gradcam"
+GRADCAMPP = "gradcam++"
+SMOE = "smoe"
+
 TABLE: tuple[Method, ...] = (
-    Method("gradcam", "Grad-CAM", cam=True, smoe=False, figure_rank=2),
-    Method("gradcam++", "Grad-CAM++", cam=True, smoe=False, default=True, figure_rank=1),
-    Method("smooth-gradcam++", "Smooth Grad-CAM++", cam=True, smoe=False, siamese=False),
-    Method("smoe", "SMOE", cam=False, smoe=True, default=True, figure_rank=3),
-    Method("smoe*gradcam++", "SMOE×Grad-CAM++", cam=True, smoe=True, product=True, default=True, figure_rank=0),
-    Method("smoe*gradcam", "SMOE×Grad-CAM", cam=True, smoe=True, product=True),
+    Method(GRADCAM, "Grad-CAM", cam=True, smoe=False, figure_rank=2),
+    Method(GRADCAMPP, "Grad-CAM++", cam=True, smoe=False, default=True, figure_rank=1),
+    Method("smooth-gradcam++", "Smooth Grad-CAM++", cam=True, smoe=False, smoothed=GRADCAMPP, siamese=False),
+    Method(SMOE, "SMOE", cam=False, smoe=True, default=True, figure_rank=3),
+    Method("smoe*gradcam++", "SMOE×Grad-CAM++", cam=True, smoe=True, factors=(SMOE, GRADCAMPP), default=True,
+           figure_rank=0),
+    Method("smoe*gradcam", "SMOE×Grad-CAM", cam=True, smoe=True, factors=(SMOE, GRADCAM)),
 )
 BY_NAME = {m.name: m for m in TABLE}
 

@@ -6,14 +6,22 @@ import io
 import numpy as np
 import pytest
 
-from napari_bavis import figure, methods, pipeline, settings
+from napari_bavis import explain, figure, methods, pipeline, settings
 from napari_bavis.explain import engine
 
 
 def test_every_reader_of_method_names_takes_them_from_the_table():
-    assert engine.METHODS == pipeline.ALL_METHODS == methods.ALL_METHODS
+    assert explain.METHODS == pipeline.ALL_METHODS == methods.ALL_METHODS
     assert tuple(settings.DEFAULTS["methods"]) == pipeline.DEFAULT_METHODS == methods.DEFAULT_METHODS
-    assert set(engine._PRODUCTS) == {m for m in methods.ALL_METHODS if "*" in m}
+    assert set(methods.PRODUCT_METHODS) == {m for m in methods.ALL_METHODS if "*" in m}
+    # every row the engine can compute: a formula of its own, a product of two maps, or a smoothed formula
+    for m in methods.TABLE:
+        if m.factors:
+            assert m.name == "*".join(m.factors) and set(m.factors) <= set(methods.ALL_METHODS)
+        elif m.smoothed:
+            assert m.smoothed in engine.CAM_FORMULAS
+        else:
+            assert m.name in engine.CAM_FORMULAS or m.name == methods.SMOE
     assert methods.title("smoe*gradcam++") == "SMOE×Grad-CAM++" and methods.title("unknown") == "unknown"
     assert methods.file_stem("smoe*gradcam++") == "smoexgradcampp"
     assert methods.figure_method({"smoe": 1, "gradcam++": 1}) == "gradcam++"

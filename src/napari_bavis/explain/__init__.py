@@ -5,7 +5,8 @@ hooks and restores the model's modes. See docs/explain.md.
 """
 
 from .capture import ACTIVATION_TYPES, resolve_layer
-from .engine import METHODS, compute_maps, default_layers, siamese_maps
+from ..methods import ALL_METHODS as METHODS
+from .engine import compute_maps, default_layers, siamese_maps
 from .occlusion import baseline_input, region_importance
 from .sanity import model_randomisation
 

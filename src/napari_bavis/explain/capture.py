@@ -33,6 +33,8 @@ ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU,
     nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardswish,
 )  # fmt: skip
+#: What a hooked module is for (layer roles, not map names): the Grad-CAM layer, a SMOE layer.
+_CAM_ROLE, _SMOE_ROLE = "cam layer", "smoe layer"
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
@@ -130,7 +132,7 @@ class _Hooks:
             if threading.get_ident() != self.thread:
                 return None
             self.reached.add(name)
-            explicit = "cam" in roles or "smoe" in roles
+            explicit = _CAM_ROLE in roles or _SMOE_ROLE in roles
             if not isinstance(output, torch.Tensor):
                 if explicit:
                     self.problems[name] = f"returns {type(output).__name__}, not a tensor"
@@ -143,14 +145,14 @@ class _Hooks:
                 return None
             candidate = "candidate" in roles
             smoe_map = None
-            if "smoe" in roles or (candidate and request.smoe_auto):
+            if _SMOE_ROLE in roles or (candidate and request.smoe_auto):
                 with torch.no_grad(), no_autocast(output.device):
                     smoe_map = smoe_scale(output.detach(), request.smoe_eps)
-                if "smoe" in roles:
+                if _SMOE_ROLE in roles:
                     self.smoe_by_name[name] = smoe_map
             if candidate:
                 self.events.append((name, tuple(output.shape[2:]), smoe_map if request.smoe_auto else None))
-            if "cam" in roles or (candidate and request.cam_auto):
+            if _CAM_ROLE in roles or (candidate and request.cam_auto):
                 leaf = output.detach().clone()
                 torch.set_grad_enabled(True)  # undone by the no_grad block around the forward
                 leaf.requires_grad_(True)
@@ -166,10 +168,10 @@ def _plan_hooks(model: nn.Module, request: Request) -> list[tuple[str, nn.Module
     modules: dict[str, nn.Module] = {}
     if request.cam_layer is not None:
         name, module = request.cam_layer
-        roles.setdefault(name, set()).add("cam")
+        roles.setdefault(name, set()).add(_CAM_ROLE)
         modules[name] = module
     for name, module in request.smoe_layers or ():
-        roles.setdefault(name, set()).add("smoe")
+        roles.setdefault(name, set()).add(_SMOE_ROLE)
         modules[name] = module
     if request.any_auto:
         for name, module in model.named_modules():

@@ -1,11 +1,15 @@
-"""compute_maps / siamese_maps: every requested map from one forward and one gradient."""
+"""compute_maps / siamese_maps: every requested map from one forward and one gradient.
+
+The arguments are checked into a :class:`~.plan.Plan` first (``plan.py``), the pass itself is
+``capture.run_pass``; this module turns what one pass captured into the requested maps: the formula
+for each name of the method table (``CAM_FORMULAS``), SMOE's layer combination, products, tiles and
+resolution, and the final scaling.
+"""
 
 from __future__ import annotations
 
-import difflib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,145 +17,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ExplainError
+from ..methods import BY_NAME, CAM_METHODS, GRADCAM, GRADCAMPP, SIAMESE_METHODS, SMOE, SMOE_METHODS
 from . import cams
-from .capture import Request, eval_mode, last_of_each_resolution, no_autocast, resolve_layer, run_pass
-from .smoe import NORMALISATIONS, normalise_layer
+from .capture import Request, eval_mode, last_of_each_resolution, no_autocast, run_pass
+from .plan import Plan, check_input, check_methods, make_plan, model_device, split_inputs, to_device
+from .smoe import normalise_layer
 from .targets import ScoreFn, cosine_target, per_input_target
 
-from ..methods import ALL_METHODS as METHODS
-from ..methods import CAM_METHODS as _CAM_METHODS
-from ..methods import PRODUCT_METHODS as _PRODUCTS
-from ..methods import SMOE_METHODS as _SMOE_METHODS
-from ..methods import SIAMESE_METHODS
+#: Layer-resolution formulas from the Grad-CAM layer's activation and gradient, keyed by the table's names.
+CAM_FORMULAS: dict[str, Callable[[torch.Tensor, torch.Tensor, bool], torch.Tensor]] = {
+    GRADCAM: cams.gradcam,
+    GRADCAMPP: cams.gradcampp,
+}
+#: What compute_maps and siamese_maps compute when called without ``methods``.
+_CALL_DEFAULT = (GRADCAM, GRADCAMPP, SMOE)
 
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
-
-
-@dataclass
-class _Plan:
-    methods: tuple[str, ...]
-    spatial: tuple[int, ...]
-    tiling: object
-    request_ndims: frozenset[int]
-    cam_layer: tuple[str, nn.Module] | None
-    smoe_layers: list[tuple[str, nn.Module]] | None
-    smoe_weights: tuple[float, ...] | None
-    signed: bool
-    raw: bool
-    smoe_norm: str
-    smoe_eps: float
-    smooth_n: int
-    smooth_sigma: float
-    smooth_chunk: int
-    smooth_seed: int | None
-
-    def request(self, cam: bool, smoe: bool) -> Request:
-        return Request(
-            spatial_ndims=self.request_ndims,
-            cam_layer=self.cam_layer if cam else None,
-            cam_auto=cam and self.cam_layer is None,
-            smoe_layers=self.smoe_layers if smoe else None,
-            smoe_auto=smoe and self.smoe_layers is None,
-            smoe_eps=self.smoe_eps,
-        )
-
-
-def _check_methods(methods) -> tuple[str, ...]:
-    if isinstance(methods, str):
-        methods = (methods,)
-    methods = tuple(dict.fromkeys(methods))
-    if not methods:
-        raise ExplainError("no method requested; choose from " + ", ".join(METHODS))
-    for m in methods:
-        if m not in METHODS:
-            close = difflib.get_close_matches(str(m), METHODS, n=2)
-            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-            raise ExplainError(f"unknown method {m!r}{hint}; choose from {', '.join(METHODS)}")
-    return methods
-
-
-def _check_input(x, what: str = "input") -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ExplainError(f"the {what} must be a torch tensor, not {type(x).__name__}")
-    if x.ndim not in (4, 5):
-        raise ExplainError(
-            f"the {what} has shape {tuple(x.shape)}; expected (N, C, *spatial) with 2 or 3 spatial axes "
-            "(for one 3D scan add batch and channel axes: x[None, None])"
-        )
-    if not x.is_floating_point():
-        raise ExplainError(f"the {what} must be floating point, not {x.dtype}")
-    if x.shape[0] < 1:
-        raise ExplainError(f"the {what} is an empty batch")
-    return x
-
-
-def _model_device(model: nn.Module, fallback: torch.device) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return fallback
-
-
-def _to_device(a, device):
-    if isinstance(a, torch.Tensor):
-        a = a.detach()
-        if a.is_inference():
-            a = a.clone()
-        return a.to(device)
-    return a
-
-
-def _make_plan(model, x, methods, layer, smoe_layers, smoe_weights, options) -> _Plan:
-    if not isinstance(model, nn.Module):
-        raise ExplainError(f"the model must be a torch.nn.Module, not {type(model).__name__}")
-    methods = _check_methods(methods)
-    signed = bool(options.pop("signed", False))
-    raw = bool(options.pop("raw", False))
-    smoe_norm = options.pop("smoe_norm", "gaussian")
-    smoe_eps = float(options.pop("smoe_eps", 1e-7))
-    smooth_n = int(options.pop("smooth_n", 8))
-    smooth_sigma = float(options.pop("smooth_sigma", 0.15))
-    smooth_chunk = int(options.pop("smooth_chunk", 4))
-    smooth_seed = options.pop("smooth_seed", 0)
-    if options:
-        raise ExplainError(f"unknown option(s): {', '.join(sorted(options))}")
-    if smoe_norm not in NORMALISATIONS:
-        raise ExplainError(f"smoe_norm must be one of {', '.join(NORMALISATIONS)}, not {smoe_norm!r}")
-    if smooth_n < 1 or smooth_chunk < 1 or not smooth_sigma >= 0:
-        raise ExplainError("smooth_n and smooth_chunk must be >= 1 and smooth_sigma >= 0")
-    if raw and any(m in _PRODUCTS for m in methods):
-        raise ExplainError("products of SMOE and CAM maps exist only at the input's resolution; drop raw=True")
-
-    if layer is None:
-        layer = getattr(model, "gradcam_layer", None)
-    cam_layer = resolve_layer(model, layer) if layer is not None else None
-    if smoe_layers is None:
-        smoe_layers = getattr(model, "smoe_layers", None)
-    if smoe_layers is not None:
-        if isinstance(smoe_layers, (str, nn.Module)):
-            smoe_layers = (smoe_layers,)
-        resolved = [resolve_layer(model, s) for s in smoe_layers]
-        smoe_layers = list({name: (name, m) for name, m in resolved}.values())
-        if not smoe_layers:
-            raise ExplainError("smoe_layers is empty")
-    if smoe_weights is not None:
-        smoe_weights = tuple(float(w) for w in smoe_weights)
-        if not all(np.isfinite(w) and w >= 0 for w in smoe_weights) or sum(smoe_weights) <= 0:
-            raise ExplainError("smoe_weights must be finite, non-negative and not all zero")
-        if smoe_layers is not None and len(smoe_weights) != len(smoe_layers):
-            raise ExplainError(f"{len(smoe_weights)} smoe_weights for {len(smoe_layers)} SMOE layers")
-
-    tiling = getattr(model, "tiling", None)
-    ndims = {x.ndim}
-    if tiling is not None:
-        ndims.add(len(tuple(tiling.tile_spatial_shape)) + 2)
-    return _Plan(
-        methods=methods, spatial=tuple(x.shape[2:]), tiling=tiling, request_ndims=frozenset(ndims),
-        cam_layer=cam_layer, smoe_layers=smoe_layers, smoe_weights=smoe_weights, signed=signed, raw=raw,
-        smoe_norm=smoe_norm, smoe_eps=smoe_eps, smooth_n=smooth_n, smooth_sigma=smooth_sigma,
-        smooth_chunk=smooth_chunk, smooth_seed=smooth_seed,
-    )  # fmt: skip
 
 
 def resize(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
@@ -164,7 +45,7 @@ def resize(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=size, mode=_MODES[len(size)], align_corners=False)[:, 0]
 
 
-def _to_input(rows: torch.Tensor, n: int, plan: _Plan, what: str) -> torch.Tensor:
+def _to_input(rows: torch.Tensor, n: int, plan: Plan, what: str) -> torch.Tensor:
     """Layer-resolution rows (B_act, *s) -> one map per input (n, *input spatial), assembling tiles."""
     b = rows.shape[0]
     if b == n:
@@ -192,8 +73,9 @@ def _smooth_noise(shape, seed: int, copy: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed * 1_000_003 + copy))
 
 
-def _smooth_gradcampp(model, args, n, plan: _Plan, target) -> torch.Tensor:
-    """Mean Grad-CAM++ map over ``smooth_n`` noisy copies per input, ``smooth_chunk`` copies per forward."""
+def _smooth_cam(model, args, n, plan: Plan, target, formula) -> torch.Tensor:
+    """Mean ``formula`` map (Grad-CAM++ for Smooth Grad-CAM++) over ``smooth_n`` noisy copies per input,
+    ``smooth_chunk`` copies per forward."""
     x = args[0]
     dims = tuple(range(1, x.ndim))
     sigma = plan.smooth_sigma * (x.amax(dim=dims) - x.amin(dim=dims)).float()
@@ -213,7 +95,7 @@ def _smooth_gradcampp(model, args, n, plan: _Plan, target) -> torch.Tensor:
         )
         cap = run_pass(model, (xb, *rest), request, per_input_target(target, c))
         with no_autocast(x.device):
-            m = cams.gradcampp(cap.activation.float(), cap.gradient.float(), plan.signed)
+            m = formula(cap.activation.float(), cap.gradient.float(), plan.signed)
         if m.shape[0] % c:
             raise ExplainError(f"layer {cap.cam_name!r} has batch {m.shape[0]} for {c} inputs")
         m = m.reshape(c, m.shape[0] // c, *m.shape[1:])
@@ -224,11 +106,13 @@ def _smooth_gradcampp(model, args, n, plan: _Plan, target) -> torch.Tensor:
     return total.reshape(-1, *total.shape[2:])
 
 
-def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values: bool = False):
+def _explain(model, args, n, plan: Plan, score_fn: ScoreFn, target, need_values: bool = False):
     """Un-normalised maps: raw layer rows if ``plan.raw``, else (n, *spatial) per method; plus target values."""
     methods = plan.methods
-    need_cam = any(m in _CAM_METHODS for m in methods)
-    need_smoe = any(m in _SMOE_METHODS for m in methods)
+    need_cam = any(m in CAM_METHODS for m in methods)
+    need_smoe = any(m in SMOE_METHODS for m in methods)
+    # the one-pass CAM maps: those asked for and the factors of the products asked for
+    wanted = set(methods).union(*(BY_NAME[m].factors or () for m in methods))
     rows: dict[str, torch.Tensor] = {}
     smoe_rows: list[tuple[str, torch.Tensor]] = []
     values = None
@@ -243,13 +127,13 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
             cam_name = cap.cam_name
             with no_autocast(device):
                 a, g = cap.activation.float(), cap.gradient.float()
-                if "gradcam" in methods or "smoe*gradcam" in methods:
-                    rows["gradcam"] = cams.gradcam(a, g, plan.signed)
-                if "gradcam++" in methods or "smoe*gradcam++" in methods:
-                    rows["gradcam++"] = cams.gradcampp(a, g, plan.signed)
+                for name, formula in CAM_FORMULAS.items():
+                    if name in wanted:
+                        rows[name] = formula(a, g, plan.signed)
             del a, g, cap
-    if "smooth-gradcam++" in methods:
-        rows["smooth-gradcam++"] = _smooth_gradcampp(model, args, n, plan, target)
+    for m in methods:
+        if BY_NAME[m].smoothed:
+            rows[m] = _smooth_cam(model, args, n, plan, target, CAM_FORMULAS[BY_NAME[m].smoothed])
 
     weights = plan.smoe_weights
     if need_smoe and weights is not None and len(weights) != len(smoe_rows):
@@ -259,7 +143,7 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
     if plan.raw:
         out = {m: rows[m] for m in methods if m in rows}
         if need_smoe:
-            out.update({f"smoe:{name}": r for name, r in smoe_rows})
+            out.update({f"{SMOE}:{name}": r for name, r in smoe_rows})
         return out, values
 
     with no_autocast(device):
@@ -276,10 +160,11 @@ def _explain(model, args, n, plan: _Plan, score_fn: ScoreFn, target, need_values
                     combined = layer_map * w
                 else:
                     combined.add_(layer_map, alpha=w)
-            full["smoe"] = combined.div_(sum(weights))
-            for p in _PRODUCTS:
-                if p in methods:
-                    full[p] = full["smoe"] * full[p.split("*")[1]]
+            full[SMOE] = combined.div_(sum(weights))
+            for m in methods:
+                if BY_NAME[m].factors:
+                    first, second = BY_NAME[m].factors
+                    full[m] = full[first] * full[second]
     return {m: full[m] for m in methods}, values
 
 
@@ -302,24 +187,16 @@ def _finish(maps: dict[str, torch.Tensor], groups, signed, squeeze: bool, normal
     result = {}
     for method, m in maps.items():
         if normalise:
-            m = _normalise(m, groups, signed and method != "smoe", method)
+            m = _normalise(m, groups, signed and BY_NAME[method].cam, method)
         arr = m.detach().to("cpu", torch.float32).numpy()
         result[method] = arr[0] if squeeze else arr
     return result
 
 
-def _split_inputs(inputs) -> tuple:
-    if isinstance(inputs, torch.Tensor):
-        return (inputs,)
-    if isinstance(inputs, (tuple, list)) and inputs:
-        return tuple(inputs)
-    raise ExplainError(f"inputs must be a tensor or a non-empty tuple of model arguments, not {type(inputs).__name__}")
-
-
 def compute_maps(
     model: nn.Module,
     inputs,
-    methods: Sequence[str] | str = ("gradcam", "gradcam++", "smoe"),
+    methods: Sequence[str] | str = _CALL_DEFAULT,
     layer: str | nn.Module | None = None,
     smoe_layers: Sequence[str | nn.Module] | None = None,
     smoe_weights: Sequence[float] | None = None,
@@ -327,13 +204,13 @@ def compute_maps(
     **options,
 ) -> dict[str, np.ndarray]:
     """Explanation maps for the first input tensor; see docs/explain.md for methods and options."""
-    args = _split_inputs(inputs)
-    x = _check_input(args[0])
-    plan = _make_plan(model, x, methods, layer, smoe_layers, smoe_weights, dict(options))
-    device = _model_device(model, x.device)
+    args = split_inputs(inputs)
+    x = check_input(args[0])
+    plan = make_plan(model, x, methods, layer, smoe_layers, smoe_weights, dict(options))
+    device = model_device(model, x.device)
     n = x.shape[0]
     with torch.inference_mode(False):
-        args = tuple(_to_device(a, device) for a in args)
+        args = tuple(to_device(a, device) for a in args)
         with eval_mode(model):
             maps, _ = _explain(model, args, n, plan, per_input_target(target, n), target)
         if plan.raw:
@@ -345,7 +222,7 @@ def siamese_maps(
     encoder: nn.Module,
     a: torch.Tensor,
     b: torch.Tensor,
-    methods: Sequence[str] | str = ("gradcam", "gradcam++", "smoe"),
+    methods: Sequence[str] | str = _CALL_DEFAULT,
     layer: str | nn.Module | None = None,
     smoe_layers: Sequence[str | nn.Module] | None = None,
     smoe_weights: Sequence[float] | None = None,
@@ -356,18 +233,18 @@ def siamese_maps(
     a and b run as one batch (eval mode: rows are independent), so each branch's map comes from
     its own activations and gradients, and swapping a and b swaps the maps.
     """
-    a, b = _check_input(a, "first input"), _check_input(b, "second input")
+    a, b = check_input(a, "first input"), check_input(b, "second input")
     if a.shape[1:] != b.shape[1:]:
         raise ExplainError(f"the two inputs differ in shape: {tuple(a.shape[1:])} vs {tuple(b.shape[1:])}")
-    unavailable = [m for m in _check_methods(methods) if m not in SIAMESE_METHODS]
+    unavailable = [m for m in check_methods(methods) if m not in SIAMESE_METHODS]
     if unavailable:
         raise ExplainError(f"{', '.join(repr(m) for m in unavailable)} not available for Siamese maps")
     na, nb = a.shape[0], b.shape[0]
     x = torch.cat([a.detach(), b.detach().to(a.device, a.dtype)])
-    plan = _make_plan(encoder, x, methods, layer, smoe_layers, smoe_weights, dict(options))
-    device = _model_device(encoder, x.device)
+    plan = make_plan(encoder, x, methods, layer, smoe_layers, smoe_weights, dict(options))
+    device = model_device(encoder, x.device)
     with torch.inference_mode(False):
-        x = _to_device(x, device)
+        x = to_device(x, device)
         with eval_mode(encoder):
             maps, values = _explain(encoder, (x,), na + nb, plan, cosine_target(na, nb), None, need_values=True)
         similarity = float(values[0])
@@ -380,7 +257,7 @@ def siamese_maps(
             return out_a, out_b, similarity
         both = {}
         for k, v in maps.items():
-            both[k] = _normalise(v, [slice(0, na), slice(na, na + nb)], plan.signed and k != "smoe", k)
+            both[k] = _normalise(v, [slice(0, na), slice(na, na + nb)], plan.signed and BY_NAME[k].cam, k)
         maps_a = _finish({k: v[:na] for k, v in both.items()}, None, None, squeeze=na == 1, normalise=False)
         maps_b = _finish({k: v[na:] for k, v in both.items()}, None, None, squeeze=nb == 1, normalise=False)
         return maps_a, maps_b, similarity
@@ -388,15 +265,15 @@ def siamese_maps(
 
 def default_layers(model: nn.Module, inputs) -> tuple[str, tuple[str, ...]]:
     """(Grad-CAM layer, SMOE layers) that compute_maps uses when none are given (runs one no-grad forward)."""
-    args = _split_inputs(inputs)
-    x = _check_input(args[0])
-    plan = _make_plan(model, x, ("gradcam",), None, None, None, {})
+    args = split_inputs(inputs)
+    x = check_input(args[0])
+    plan = make_plan(model, x, (GRADCAM,), None, None, None, {})
     cam = plan.cam_layer[0] if plan.cam_layer else None
     smoe = tuple(name for name, _ in plan.smoe_layers) if plan.smoe_layers else None
     if cam is None or smoe is None:
-        device = _model_device(model, x.device)
+        device = model_device(model, x.device)
         with torch.inference_mode(False):
-            args = tuple(_to_device(a, device) for a in args)
+            args = tuple(to_device(a, device) for a in args)
             request = Request(spatial_ndims=plan.request_ndims, record_events=True)
             with eval_mode(model):
                 events = run_pass(model, args, request, None).events
