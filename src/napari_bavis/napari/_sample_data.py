@@ -1,9 +1,10 @@
-"""npe2 sample data, generated locally (no download)."""
+"""npe2 sample data, generated locally (no download) and cached after the first open (sample_cache.py)."""
 
 from __future__ import annotations
 
 from ..io import scan_from_image
-from ..samples import mni_t1, synthetic_native_scan
+from ..sample_cache import phantom_sample, synthetic_native_sample
+from ..samples import mni_t1
 from ._reader import orient_current_viewer, scan_layer_data
 
 
@@ -14,15 +15,13 @@ def mni152_t1():
 
 
 def synthetic_native():
-    scan = scan_from_image(synthetic_native_scan())
+    scan = scan_from_image(synthetic_native_sample())
     orient_current_viewer()
     return [scan_layer_data(scan, name="synthetic scan (native space)")]
 
 
 def _phantom(kind: str):
-    from ..phantoms import sample_subject
-
-    scan = scan_from_image(sample_subject(kind))
+    scan = scan_from_image(phantom_sample(kind))
     orient_current_viewer()
     return [scan_layer_data(scan, name=f"phantom {kind}")]
 
