@@ -142,8 +142,8 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
             if name_regions is not None:
                 table = name_regions(labels, table)
             regions[method] = {"cutoff": cutoff, "regions": [r.to_dict() for r in table]}
-        if while_writing is not None:  # e.g. the figure: drawn while the maps are compressed
-            while_writing()
+        if while_writing is not None:  # the figures and the PDF: drawn while the maps are compressed
+            while_writing(files, regions)
         for write in writes:
             write.result()  # re-raise a failed write here
     return files, regions
@@ -184,21 +184,26 @@ def export_analysis(
     out_dir = Path(out_dir)
     with result_folder(out_dir, [analysis.scan.path]) as tmp:
         title = analysis_title(analysis.scan.name, analysis.prediction)
-        files, regions = _write_maps(
-            tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
-            source_image=analysis.map_image, name_regions=analysis.name_regions, while_writing=lambda: _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode,
-                                                title, figure_method))
-        report = analysis_report(analysis, threshold, mode, regions, files)
-        if analysis.faithfulness:  # each map's deletion/insertion curves (readout_figure.py)
-            from .readout_figure import faithfulness_figure
+        report: dict = {}
 
-            write_bytes_atomic(tmp / "faithfulness.png", faithfulness_figure(analysis.faithfulness))
-            report["faithfulness_figure"] = "faithfulness.png"
-        if pdf:  # the printable report (report_pdf.py)
-            from .report_pdf import write_report_pdf
+        def draw(files, regions):
+            # Matplotlib holds the interpreter while the NIfTI writes (gzip, SimpleITK resampling) in
+            # their threads mostly do not: drawn here, the figures and the PDF run beside them.
+            _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method)
+            report.update(analysis_report(analysis, threshold, mode, regions, files))
+            if analysis.faithfulness:  # each map's deletion/insertion curves (readout_figure.py)
+                from .readout_figure import faithfulness_figure
 
-            report["report_pdf"] = "report.pdf"
-            write_report_pdf(tmp / "report.pdf", analysis, report)
+                write_bytes_atomic(tmp / "faithfulness.png", faithfulness_figure(analysis.faithfulness))
+                report["faithfulness_figure"] = "faithfulness.png"
+            if pdf:  # the printable report (report_pdf.py)
+                from .report_pdf import write_report_pdf
+
+                report["report_pdf"] = "report.pdf"
+                write_report_pdf(tmp / "report.pdf", analysis, report)
+
+        _write_maps(tmp, analysis.scan, analysis.maps, "", threshold, mode, min_size_mm3, (analysis.scan.path,),
+                    source_image=analysis.map_image, name_regions=analysis.name_regions, while_writing=draw)
         write_bytes_atomic(tmp / "report.json", json.dumps(report, indent=2).encode())
     return report
 
