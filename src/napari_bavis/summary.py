@@ -48,13 +48,22 @@ def model_label(card) -> str:
     return " ".join(str(v) for v in (get("name"), get("version")) if v) or "unknown model"
 
 
+def corrected_gap_text(gap_corrected, method) -> str:
+    """The bias-corrected gap with its method (``bias-corrected +9.6 y, offset method``), or in a few
+    words why there is none; for places that print a raw gap (so the chronological age is known)."""
+    if not _finite(gap_corrected):
+        return "no bias correction in the model card"
+    return f"bias-corrected {float(gap_corrected):+.1f} y, {method or 'unrecorded'} method"
+
+
 def analysis_title(scan_name: str, prediction) -> str:
-    """The figure's title: the scan, its brain age ± uncertainty and, when given, age and gap."""
+    """The figure's title: the scan, its brain age ± uncertainty and, when given, age and both gaps."""
     if prediction is None:
         return scan_name
     title = f"{scan_name} — brain age {brain_age_text(prediction.brain_age, prediction.uncertainty)}"
     if prediction.chronological_age is not None:
-        title += f" (chronological {prediction.chronological_age:.1f} y, gap {prediction.gap:+.1f} y)"
+        corrected = corrected_gap_text(prediction.gap_corrected, prediction.correction_method)
+        title += f" (chronological {prediction.chronological_age:.1f} y, gap {prediction.gap:+.1f} y; {corrected})"
     return title
 
 
@@ -64,10 +73,9 @@ def report_line(report: dict) -> str:
     if report.get("brain_age") is not None:
         parts.append("brain age " + brain_age_text(report["brain_age"], report.get("brain_age_uncertainty")))
     if report.get("chronological_age") is not None:
-        gap = f"chronological {report['chronological_age']:.1f} y, gap {report['brain_age_gap']:+.1f} y"
-        if report.get("brain_age_gap_corrected") is not None:
-            gap += f" (bias-corrected {report['brain_age_gap_corrected']:+.1f} y)"
-        parts.append(gap)
+        corrected = corrected_gap_text(report.get("brain_age_gap_corrected"), report.get("correction_method"))
+        parts.append(f"chronological {report['chronological_age']:.1f} y, gap {report['brain_age_gap']:+.1f} y "
+                     f"({corrected})")
     parts.append("model " + model_label(report.get("model") or {}))
     warnings = report.get("warnings") or []
     if warnings:
@@ -85,15 +93,20 @@ def one_line(text: str) -> str:
     return printable(" ".join(str(text).split()), limit=10_000)
 
 
-def failure_line(path, err: BaseException) -> str:
-    """``<path>: <reason>``: the one stderr line of a failing scan (never a traceback)."""
+def failure_reason(err: BaseException, path=None) -> str:
+    """Why a scan failed, in one line: a BavisError's own words (without a leading ``<path>: ``), a
+    full or read-only disk in words, anything else as an internal error (never a traceback)."""
     if isinstance(err, BavisError):
         reason = one_line(err)
-        for prefix in (f"{Path(str(path)).name}: ", f"{path}: "):
+        for prefix in ((f"{Path(str(path)).name}: ", f"{path}: ") if path is not None else ()):
             if reason.startswith(prefix):
                 reason = reason[len(prefix):]
-    elif isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
-        reason = f"cannot write its results: {os_error_text(err)}"
-    else:
-        reason = f"internal error: {type(err).__name__}: {one_line(err) or 'no message'}"
-    return f"{path}: {reason}"
+        return reason
+    if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
+        return f"cannot write its results: {os_error_text(err)}"
+    return f"internal error: {type(err).__name__}: {one_line(err) or 'no message'}"
+
+
+def failure_line(path, err: BaseException) -> str:
+    """``<path>: <reason>``: the one stderr line of a failing scan (never a traceback)."""
+    return f"{path}: {failure_reason(err, path)}"

@@ -277,6 +277,8 @@ def test_demo_runs_on_cpu(tmp_path):
     assert code == 0, stderr
     report = json.loads((out / "report.json").read_text())
     assert f"brain age {report['brain_age']:.1f}" in stdout and str(out.resolve()) in stdout
+    assert report["correction_method"] and (  # the demo model's card has a bias correction: printed with its method
+        f"(bias-corrected {report['brain_age_gap_corrected']:+.1f} y, {report['correction_method']} method)" in stdout)
     assert set(report["maps"]) == set(pipeline.ALL_METHODS)
     scan = nib.load(out / "scan.nii.gz")
     for file in report["maps"].values():

@@ -102,6 +102,10 @@ def test_uncertainty_and_model_in_report_csv_and_the_per_scan_line(run):
         assert f"brain age {report['brain_age']:.1f} ± {report['brain_age_uncertainty']:.1f} y" in line
         assert f"model young-slab {version}" in line
         assert f"gap {report['brain_age_gap']:+.1f} y" in line
+        corrected = report["brain_age_gap_corrected"]  # beside the raw gap: the corrected one and its method, or why not
+        assert (f"gap {report['brain_age_gap']:+.1f} y (bias-corrected {corrected:+.1f} y, "
+                f"{report['correction_method']} method)" in line if corrected is not None
+                else "(no bias correction in the model card)" in line)
         assert all(w in line for w in report["warnings"])
 
 

@@ -56,8 +56,27 @@ def test_export_puts_uncertainty_and_each_warning_once_in_the_report(handmade, t
     assert on_disk["brain_age_uncertainty"] == pytest.approx(1.14)
     assert on_disk["warnings"] == handmade.notes[:2]
     assert on_disk["model"]["name"] == "real" and on_disk["model"]["version"] == "2.0.1"
-    assert titles == ["s — brain age 61.3 ± 1.1 y (chronological 50.0 y, gap +11.3 y)"]
+    assert titles == ["s — brain age 61.3 ± 1.1 y (chronological 50.0 y, gap +11.3 y; no bias correction in the model card)"]
     line = summary.report_line(report)
-    assert line.startswith("brain age 61.3 ± 1.1 y; chronological 50.0 y, gap +11.3 y; model real 2.0.1; 2 warnings: ")
+    assert line.startswith("brain age 61.3 ± 1.1 y; chronological 50.0 y, gap +11.3 y (no bias correction in the model "
+                           "card); model real 2.0.1; 2 warnings: ")
     handmade.prediction.uncertainty = None
-    assert summary.analysis_title("s", handmade.prediction) == "s — brain age 61.3 y (chronological 50.0 y, gap +11.3 y)"
+    assert summary.analysis_title("s", handmade.prediction) == ("s — brain age 61.3 y (chronological 50.0 y, gap +11.3 y; "
+                                                                "no bias correction in the model card)")
+
+
+def test_the_corrected_gap_and_its_method_are_printed_wherever_the_raw_gap_is(handmade, tmp_path, monkeypatch):
+    """Figure title, the CLI's per-scan line (analyze, bids, demo) and report.json: raw and corrected gap, and the
+    correction's method."""
+    handmade.prediction.gap_corrected, handmade.prediction.correction_method = -2.04, "regression-on-age"
+    titles = []
+    real = export._write_figure
+    monkeypatch.setattr(export, "_write_figure", lambda *a, **k: (titles.append(a[5]), real(*a, **k)))
+    report = pipeline.export_analysis(handmade, tmp_path / "out")
+    assert report["brain_age_gap_corrected"] == pytest.approx(-2.04) and report["correction_method"] == "regression-on-age"
+    assert titles[0].endswith("(chronological 50.0 y, gap +11.3 y; bias-corrected -2.0 y, regression-on-age method)")
+    assert "gap +11.3 y (bias-corrected -2.0 y, regression-on-age method); model real" in summary.report_line(report)
+    # no chronological age: neither gap is printed, nor a reason for the missing correction
+    line = summary.report_line({**report, "chronological_age": None, "brain_age_gap": None,
+                                "brain_age_gap_corrected": None})
+    assert "gap" not in line and "correction" not in line

@@ -30,10 +30,8 @@ from ..errors import BavisError
 from ..methods import DEFAULT_METHODS
 
 SPACE = "MNI152NLin2009aSym"
-CODE_URL = "https://github.com/napari-bavis/napari-bavis"
 BIDS_VERSION = "1.9.0"
 _T1W = re.compile(r"^(sub-[A-Za-z0-9]+(?:_[a-z]+-[A-Za-z0-9]+)*)_T1w\.nii(\.gz)?$")
-_WRITE_ERRNOS = (28, 122, 13, 1, 30)
 
 
 class BidsError(BavisError):
@@ -123,6 +121,26 @@ def find_bids_scans(bids_dir, participant_labels=None, session_labels=None) -> l
     return found
 
 
+def code_url() -> str | None:
+    """The package's source URL from its installed metadata (``[project.urls]`` or ``Home-page``),
+    None when it declares none: BIDS's ``CodeURL`` is then left out rather than invented."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("napari-bavis")
+    except metadata.PackageNotFoundError:
+        return None
+    urls = {}
+    for entry in meta.get_all("Project-URL") or ():
+        label, _, url = entry.partition(",")
+        urls[label.strip().lower()] = url.strip()
+    for label in ("source", "source code", "repository", "code", "homepage"):
+        if urls.get(label):
+            return urls[label]
+    home = meta.get("Home-page")
+    return home.strip() if home and home.strip() and home.strip() != "UNKNOWN" else None
+
+
 def dataset_description(bids_dir) -> dict:
     """``dataset_description.json`` of the derivatives: what made them and from which dataset."""
     from .. import __version__
@@ -136,12 +154,15 @@ def dataset_description(bids_dir) -> dict:
     for key, out in (("DatasetDOI", "DOI"), ("Version", "Version")):
         if isinstance(source.get(key), str) and source[key]:
             src[out] = source[key]
+    generated_by = {"Name": "napari-bavis", "Version": __version__,
+                    "Description": "explainable brain age from T1w MRI (research use only, not a medical device)"}
+    if code_url():
+        generated_by["CodeURL"] = code_url()
     return {
         "Name": f"napari-bavis brain age of {source.get('Name') or bids_dir.name}",
         "BIDSVersion": BIDS_VERSION,
         "DatasetType": "derivative",
-        "GeneratedBy": [{"Name": "napari-bavis", "Version": __version__, "CodeURL": CODE_URL,
-                         "Description": "explainable brain age from T1w MRI (research use only, not a medical device)"}],
+        "GeneratedBy": [generated_by],
         "SourceDatasets": [src],
         "DatasetLinks": {"raw": bids_dir.resolve().as_uri()},
     }
@@ -227,14 +248,10 @@ def _model(options: ParticipantOptions):
 
 
 def failure_text(err: BaseException) -> str:
-    from ..models.card_checks import printable
-    from ..outputs import os_error_text
+    """A failed scan's reason for its outcome row: the wording of every other failing scan."""
+    from ..summary import failure_reason
 
-    if isinstance(err, BavisError):
-        return printable(" ".join(str(err).split()), limit=10_000)
-    if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
-        return f"cannot write its results: {os_error_text(err)}"
-    return f"internal error: {type(err).__name__}: {' '.join(str(err).split()) or 'no message'}"
+    return failure_reason(err)
 
 
 def _move(src: Path, dst: Path) -> None:

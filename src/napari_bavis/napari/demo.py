@@ -51,8 +51,9 @@ def main(argv=None) -> int:
         from .. import pipeline
 
         report = pipeline.export_analysis(analysis.analysis, out / "results", threshold=float(analysis.maps.threshold.value()))
-        print(f"napari-bavis demo: brain age {report['brain_age']:.1f} y (chronological {age:g} y, gap {report['brain_age_gap']:+.1f} y); "
-              f"maps, figure and report: {(out / 'results').resolve()}")
+        from ..summary import report_line  # the CLI's wording: raw and bias-corrected gap, model, warnings
+
+        print(f"napari-bavis demo: {report_line(report)}; maps, figure and report: {(out / 'results').resolve()}")
     else:
         status = 1
         print("napari-bavis demo: the analysis did not produce results (see the messages above)")
