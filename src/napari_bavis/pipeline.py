@@ -316,13 +316,17 @@ def compare(
     progress: Progress | None = None,
     cancel=None,
     restrict_to_brain: bool = True,
+    age_a: float | None = None,
+    age_b: float | None = None,
     **explain_options,
 ) -> Comparison:
-    """Similarity of two scans under a Siamese encoder, with one map per scan from its own branch."""
+    """Similarity of two scans under a Siamese encoder, with one map per scan from its own branch.
+    ``age_a`` / ``age_b``: chronological ages, optional; one outside the model's training range is a note."""
     import torch
 
     from .explain import siamese_maps
     from .models import compare as similarity_of
+    from .models.inference import compare_age_warning
 
     methods = tuple(m for m in _check_methods(methods) if m in SIAMESE_METHODS)
     steps = _Steps(progress, cancel, total=14)
@@ -332,6 +336,7 @@ def compare(
     module, card = load_model(model, device)
     if card.task != "siamese":
         raise BavisError(f"{card.name} is a {card.task} model: comparing two scans needs a Siamese model")
+    age_notes = [compare_age_warning(card, age, label) for age, label in ((age_a, "scan A"), (age_b, "scan B"))]
     dev = next(module.parameters(), torch.empty(0)).device
     pre_a = _preprocess_scan(scan_a, card, steps, "scan A: ")
     pre_b = _preprocess_scan(scan_b, card, steps, "scan B: ")
@@ -354,10 +359,11 @@ def compare(
         "preprocessing_a": getattr(pre_a, "record", {}),
         "preprocessing_b": getattr(pre_b, "record", {}),
         "methods": list(methods),
+        "chronological_ages": {"a": age_a, "b": age_b},
         "device": str(dev),
         "versions": versions(),
     }
-    notes = unique_notes(scan_a.warnings, scan_b.warnings, [f"scan A: {w}" for w in _qc_warnings(pre_a)],
+    notes = unique_notes(age_notes, scan_a.warnings, scan_b.warnings, [f"scan A: {w}" for w in _qc_warnings(pre_a)],
                          [f"scan B: {w}" for w in _qc_warnings(pre_b)])
     return Comparison(scan_a, scan_b, card, similarity, maps_a, maps_b, dict(steps.timings), record, str(dev),
                       notes=notes)

@@ -320,6 +320,26 @@ def test_compare_writes_each_scans_maps_in_its_own_space(tmp_path, good_scans, t
     assert code == 2
 
 
+def test_compare_warns_for_an_age_outside_the_models_training_range(tmp_path, good_scans, tiny_siamese):
+    from napari_bavis import models
+
+    module, card = models.load_checkpoint(tiny_siamese, device="cpu")
+    card.training_age_range = [65.0, 85.0]  # as the bundled demo-siamese
+    ranged = tmp_path / "ranged-siamese.pt"
+    models.save_checkpoint(ranged, module, card)
+    out = tmp_path / "pair"
+    code, stdout, stderr = run_cli(["compare", *good_scans, "--out", out, "--model", ranged, "--age-a", "25",
+                                    "--age-b", "70", "--methods", "gradcam++", "--device", "cpu", "--quiet"])
+    assert code == 0, stderr
+    (line,) = stdout.splitlines()
+    warning = "scan A: chronological age 25 is outside the model's training range 65-85 years"
+    assert warning in line and "scan B: chronological age" not in line
+    report = json.loads((out / "report.json").read_text())  # report.json's warnings are the Comparison's notes
+    (age_note,) = [w for w in report["warnings"] if "chronological age" in w]
+    assert age_note.startswith(warning) and line.endswith(" | ".join(report["warnings"]))
+    assert report["record"]["chronological_ages"] == {"a": 25.0, "b": 70.0}
+
+
 def test_the_console_script_entry_point(tiny_model):
     exe = Path(sys.executable).parent / "napari-bavis"
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_bavis.cli"]

@@ -214,6 +214,22 @@ class FixedEmbedding(nn.Module):
         return nn.functional.normalize(e, dim=1)
 
 
+def test_a_compared_age_outside_the_siamese_training_range_is_a_warning():
+    from napari_bavis.models.inference import compare_age_warning
+
+    card = models.default_card("siamese3d", name="pairs", grid=GRID.to_dict(), training_age_range=[65.0, 85.0])
+    young = compare_age_warning(card, 25, "scan A")
+    assert young.startswith("scan A: chronological age 25 is outside the model's training range 65-85 years")
+    assert compare_age_warning(card, 90.5, "scan B").startswith("scan B: chronological age 90.5 is outside")
+    assert compare_age_warning(card, 65, "scan A") is None and compare_age_warning(card, 85, "scan A") is None
+    assert compare_age_warning(card, None, "scan A") is None
+    no_range = models.default_card("siamese3d", name="pairs", grid=GRID.to_dict())
+    assert compare_age_warning(no_range, 25, "scan A") is None
+    with pytest.raises(BavisError) as err:
+        compare_age_warning(card, float("nan"), "scan B")
+    assert _one_line(err).startswith("scan B: chronological age must be a positive number")
+
+
 def test_compare_cosine_distance_and_nearest_reference():
     card = models.default_card(
         "siamese3d", name="pairs", grid=GRID.to_dict(),

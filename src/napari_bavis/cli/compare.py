@@ -44,7 +44,7 @@ def cmd_compare(args) -> int:
     t0 = time.perf_counter()
     try:
         comparison = pipeline.compare(args.scan_a, args.scan_b, model=model, methods=args.methods,
-                                      device=device, progress=progress)
+                                      device=device, progress=progress, age_a=args.age_a, age_b=args.age_b)
         report = pipeline.export_comparison(comparison, out, threshold=args.threshold)
     except Exception as err:
         bar.close()
@@ -52,8 +52,10 @@ def cmd_compare(args) -> int:
         return EXIT_FAILED
     bar.close()
     sim = report.get("similarity") or {}
+    warnings = comparison.notes  # as analyze's per-scan line: every warning once, on the result's line
     print(f"{args.scan_a} vs {args.scan_b}: cosine similarity {sim.get('cosine', float('nan')):.3f}, "
-          f"embedding distance {sim.get('distance', float('nan')):.3f}")
+          f"embedding distance {sim.get('distance', float('nan')):.3f}"
+          + (f"; {len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + " | ".join(warnings) if warnings else ""))
     _err(f"napari-bavis: compared in {time.perf_counter() - t0:.1f} s; results in {out}")
     return EXIT_OK
 

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, metavar="DIR")
     c.add_argument("--model", default="demo-siamese", metavar="demo-siamese|FILE")
     c.add_argument("--methods", type=_methods, default=tuple(DEFAULT_METHODS), metavar="LIST")
+    c.add_argument("--age-a", type=_age_arg, metavar="YEARS", help="chronological age of A (warns outside the model's ages)")
+    c.add_argument("--age-b", type=_age_arg, metavar="YEARS", help="chronological age of B")
     c.add_argument("--threshold", type=float, default=0.3)
     c.add_argument("--device", choices=devices, default="auto")
     c.add_argument("--quiet", action="store_true")

@@ -206,6 +206,25 @@ def _out_of_range_warning(card: ModelCard, brain_age: float, chronological_age: 
 
 # --- Siamese ------------------------------------------------------------------------------------
 
+def compare_age_warning(card, age, label: str) -> str | None:
+    """A compared scan's given chronological age outside the Siamese card's training range (the
+    encoder never saw such brains: its embedding, the similarity and the nearest reference are
+    extrapolated); None when inside, unknown or the card has no range. A bad age is one line."""
+    if age is None:
+        return None
+    y = float(age)
+    if not math.isfinite(y) or y <= 0:
+        raise ModelInputError(f"{label}: chronological age must be a positive number of years, not {age!r}")
+    card = _card(card)
+    if not card.training_age_range:
+        return None
+    lo, hi = card.training_age_range
+    if lo <= y <= hi:
+        return None
+    return (f"{label}: chronological age {y:g} is outside the model's training range {lo:g}-{hi:g} years: "
+            "its embedding and the similarity are extrapolated")
+
+
 def embed(siamese: nn.Module, card, volume, amp: bool = False) -> np.ndarray:
     """L2-normalised embedding (D,) of one model-space volume."""
     card = _card(card)
