@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_bavis import models
-from napari_bavis.napari import _layers, _notify
+from napari_bavis.napari import _layers, _map_view, _notify
 from napari_bavis.samples import mni_t1, to_scanner_space
 
 from test_analysis_widget import FAST_PREPROCESSING, TINY_GRID
@@ -79,9 +79,17 @@ def test_compare_two_scans_end_to_end(make_napari_viewer, qtbot, siamese_files, 
     widget.maps.regions_of.setCurrentIndex(1)
     entry = widget.maps.selected_entry()
     assert entry["scan"] == scan_b.name
-    (regions,) = _layers.result_layers(viewer, "compare", "regions")
-    assert regions.data.shape == scan_b.data.shape
-    np.testing.assert_array_equal(regions.scale, scan_b.scale)
+    # scan B's map is shown with scan A's map of the same method (one per scan), named on the canvas
+    assert entry["layer"].visible and entry["layer"].colorbar.visible
+    assert scan_b.name in _map_view.text_overlay(viewer).text
+    widget.maps.outlines.setChecked(True)  # the outlines layer is made when first shown, if there are regions
+    outlines = _layers.result_layers(viewer, "compare", "regions")
+    if widget.maps.regions:
+        (regions,) = outlines
+        assert regions.data.shape == scan_b.data.shape and viewer.layers.selection.active is not regions
+        np.testing.assert_array_equal(regions.scale, scan_b.scale)
+    else:
+        assert outlines == []  # this tiny random model's maps are flat: nothing to outline
 
     # export: both scans' maps in their own file space, figures and a report
     out_parent = path_a.parent / "exports"

@@ -1,4 +1,8 @@
-"""The maps panel of a result: threshold, the regions table of the selected map, its layer."""
+"""The maps panel of a result: which map is shown, threshold, the regions table of that map, its outlines.
+
+How the viewer shows the chosen map (one at a time, colour bar and legend, a selection left alone)
+lives in ``_map_view``.
+"""
 
 import logging
 from typing import TYPE_CHECKING
@@ -7,6 +11,7 @@ import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -20,8 +25,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
-from ..methods import PREFERRED_METHOD
-from . import _layers
+from ..methods import figure_method
+from . import _layers, _map_view
 from ._display import camera_of
 from ._controls import THRESHOLD_MODES
 
@@ -62,8 +67,15 @@ class MapsPanel(QGroupBox):
         self.min_size.setValue(50.0)
         self.min_size.setSuffix(" mm³")
         self.min_size.setToolTip("Connected regions smaller than this are left out of the table and the Labels layer")
-        self.regions_of = QComboBox()
-        self.regions_of.setToolTip("Which map's activated regions the table and the Labels layer show")
+        self.regions_of = QComboBox()  # the map selector: shows one map, names it on the canvas, lists its regions
+        self.regions_of.setToolTip("The map shown on the scan (the others are hidden, not deleted; the layer list's "
+                                   "eye still shows any of them), named with its cut on the canvas; the table lists "
+                                   "its activated regions")
+        self.outlines = QCheckBox("Region outlines")
+        self.outlines.setToolTip("Outline the activated regions over the map (a Labels layer drawn as contours, made "
+                                 "when first shown); clicking a table row shows them too")
+        self._labels = None  # (layer name, labels, entry) of the selected map's regions
+        self._watched = None  # the outlines layer whose eye the checkbox follows
         self.table = QTableWidget(0, 7)
         self.table.setHorizontalHeaderLabels(["#", "volume mm³", "peak", "peak RAS mm", "centroid RAS mm", "share %",
                                               "atlas region"])
@@ -86,7 +98,8 @@ class MapsPanel(QGroupBox):
         row.addWidget(self.threshold)
         form.addRow("Threshold", row)
         form.addRow("Min. region", self.min_size)
-        form.addRow("Regions of", self.regions_of)
+        form.addRow("Show map", self.regions_of)
+        form.addRow("", self.outlines)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.cutoff_label)
@@ -99,9 +112,11 @@ class MapsPanel(QGroupBox):
         self.mode.currentIndexChanged.connect(self._on_mode)
         self.threshold.valueChanged.connect(self.apply_threshold)
         self.min_size.valueChanged.connect(self._region_timer.start)
-        self.regions_of.currentIndexChanged.connect(self.update_regions)
+        self.regions_of.currentIndexChanged.connect(self._on_choose)
+        self.outlines.toggled.connect(lambda *_: self._sync_outlines())
         self.table.cellClicked.connect(self.go_to_region)
         viewer.layers.events.removed.connect(lambda *_: QTimer.singleShot(0, self._prune))
+        viewer.layers.selection.events.active.connect(self._follow_active)
 
     def _prune(self) -> None:
         """A map layer the user deleted leaves "Regions of", the table and the regions layer."""
@@ -119,7 +134,44 @@ class MapsPanel(QGroupBox):
         self.regions_of.blockSignals(False)
         if not live:
             _layers.remove_result_layers(self._viewer, self._tag, "regions")
+        elif selected not in live:
+            _map_view.show_only(live, self.selected_entry())
+        self._update_legend()
         self.update_regions()
+
+    def _on_choose(self, *_) -> None:
+        """The selector: its map becomes the one visible, with its legend and its regions."""
+        entry = self.selected_entry()
+        if entry is not None and entry["layer"] in self._viewer.layers:
+            _map_view.show_only(self._live_entries(), entry)
+            self._viewer.layers.selection.active = entry["layer"]  # layer list and selector agree
+        self._update_legend()
+        self.update_regions()
+
+    def _follow_active(self, event=None) -> None:
+        """A map selected in the layer list becomes the selector's choice (its visibility is the user's)."""
+        try:
+            active = self._viewer.layers.selection.active
+            index = next((i for i, e in enumerate(self._entries) if _map_view.same(e["layer"], active)), -1)
+            if index < 0 or index == self.regions_of.currentIndex():
+                return
+            self.regions_of.blockSignals(True)
+            self.regions_of.setCurrentIndex(index)
+            self.regions_of.blockSignals(False)
+        except RuntimeError:  # the panel's Qt object is gone (widget closed)
+            return
+        self._update_legend()
+        self.update_regions()
+
+    def _update_legend(self) -> None:
+        entry = self.selected_entry()
+        live = self._live_entries()
+        if entry is None or entry not in live:
+            _map_view.hide_legend(self._viewer, live)
+            return
+        text = _map_view.legend_text(entry, self.cutoff(entry["values"]), self.threshold.value(), self.mode_key(),
+                                     with_scan=len({e["scan"] for e in live}) > 1)
+        _map_view.show_legend(self._viewer, live, entry, text)
 
     # --- threshold ---------------------------------------------------------------------------
     def mode_key(self) -> str:
@@ -169,6 +221,7 @@ class MapsPanel(QGroupBox):
             entry["layer"].colormap = _layers.threshold_colormap(cut)
             cutoffs.append(f"{_layers.method_title(entry['method'])} {cut:.3f}")
         self.cutoff_label.setText("cut at: " + ", ".join(cutoffs) if cutoffs else "")
+        self._update_legend()
         if self._entries:
             self._region_timer.start()
 
@@ -180,16 +233,22 @@ class MapsPanel(QGroupBox):
         self.regions_of.clear()
         for entry in entries:
             self.regions_of.addItem(entry["layer"].name)
-        preferred = next((i for i, e in enumerate(entries) if e["method"] == PREFERRED_METHOD), 0)
+        best = figure_method([e["method"] for e in entries])  # the map the figures show
+        preferred = next((i for i, e in enumerate(entries) if e["method"] == best), 0)
         self.regions_of.setCurrentIndex(preferred)
         self.regions_of.blockSignals(False)
+        if entries:
+            _map_view.show_only(entries, entries[preferred])
+            self._viewer.layers.selection.active = entries[preferred]["layer"]  # the layer controls act on it
         self.apply_threshold()
         self._region_timer.stop()
         self.update_regions()
 
     def clear(self) -> None:
+        _map_view.hide_legend(self._viewer, self._live_entries())
         self._entries = []
         self._regions = []
+        self._labels = None
         self.regions_of.clear()
         self.table.setRowCount(0)
         self.cutoff_label.setText("")
@@ -204,11 +263,10 @@ class MapsPanel(QGroupBox):
     def update_regions(self, *_) -> None:
         self._region_timer.stop()
         entry = self.selected_entry()
-        old = _layers.result_layers(self._viewer, self._tag, "regions")
-        visible = any(layer.visible for layer in old)
         if entry is None:
-            self._regions = []
+            self._regions, self._labels = [], None
             self.table.setRowCount(0)
+            self._sync_outlines()
             return
         cut = self.cutoff(entry["values"])
         pre = entry.get("first_regions")  # computed by the worker process for this very cut
@@ -219,17 +277,49 @@ class MapsPanel(QGroupBox):
             if entry.get("name_regions") is not None:  # the analysis names them after its atlas
                 table = entry["name_regions"](labels, table)
         self._regions = table
-        name = f"{entry['scan']} · regions"
+        self._labels = (f"{entry['scan']} · regions", labels, entry) if len(table) else None
+        self._sync_outlines()
+        self._fill_table(table)
+
+    def _sync_outlines(self) -> None:
+        """The outlines layer follows the selected map's regions, is made only once it is to be shown
+        (napari takes ~1.1 s of GUI time to make one at 1 mm), goes when there are no regions, and
+        never takes the layer list's selection."""
+        old = _layers.result_layers(self._viewer, self._tag, "regions")
+        name = self._labels[0] if self._labels is not None else None
         for layer in old:
             if layer.name != name:
                 self._viewer.layers.remove(layer)
+        wanted = self.outlines.isChecked()
+        if name is None or (not wanted and name not in self._viewer.layers):
+            return
+        _, labels, entry = self._labels
         if labels.dtype.itemsize > 2 and labels.size and int(labels.max()) < 65536:
             labels = labels.astype(np.uint8 if int(labels.max()) < 256 else np.uint16)  # napari draws these faster
         kwargs = _layers.regions_layer_kwargs(entry["geometry"], name, self._tag)
-        kwargs["visible"] = visible
+        kwargs["visible"] = wanted
+        kwargs["opacity"] = _map_view.OUTLINE_OPACITY
         kwargs["metadata"]["bavis_method"] = entry["method"]
-        self._regions_layer = _layers.put_layer(self._viewer, labels, kwargs, "labels")
-        self._fill_table(table)
+        with _map_view.keep_selection(self._viewer):
+            layer = _layers.put_layer(self._viewer, labels, kwargs, "labels")
+        if layer.contour != _map_view.OUTLINE_CONTOUR:
+            layer.contour = _map_view.OUTLINE_CONTOUR
+        layer.visible = wanted
+        layer.editable = False  # outlines to read, not to paint
+        if self._watched is not layer:
+            self._watched = layer
+            layer.events.visible.connect(self._outlines_eye)
+
+    def _outlines_eye(self, event=None) -> None:
+        """The layer list's eye on the outlines layer and the checkbox agree."""
+        layer = self._watched
+        try:
+            if layer is not None and layer in self._viewer.layers and layer.visible != self.outlines.isChecked():
+                self.outlines.blockSignals(True)
+                self.outlines.setChecked(layer.visible)
+                self.outlines.blockSignals(False)
+        except RuntimeError:  # the panel's Qt object is gone (widget closed)
+            pass
 
     def _fill_table(self, table) -> None:
         self.table.setRowCount(len(table))
@@ -266,6 +356,8 @@ class MapsPanel(QGroupBox):
         center = tuple(world[d] for d in displayed)
         camera = camera_of(viewer)
         camera.center = center if len(center) == 3 else (0.0, *center)
+        if not self.outlines.isChecked():
+            self.outlines.setChecked(True)  # makes the outlines layer if need be, selection untouched
         for layer in _layers.result_layers(viewer, self._tag, "regions"):
             layer.visible = True
             layer.selected_label = self._regions[row].label

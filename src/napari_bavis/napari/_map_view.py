@@ -1,0 +1,95 @@
+"""How the viewer shows a result's maps: one map at a time, its legend, a selection left alone.
+
+The maps panel decides *which* map is shown (its selector); these helpers make the viewer show
+it readably with napari's own overlays, no drawing of ours:
+
+- one map visible at a time (the others hidden, never deleted; the compare widget shows the
+  same method on each of its two scans);
+- a legend on the canvas: the shown map's colour bar (``layer.colorbar``; below the cut the bar
+  is transparent, as the map is) and a text overlay naming the map and its cut;
+- adding or updating a helper layer (the region outlines) never changes the layer list's
+  selection, so it never becomes the active layer with its paint tools.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from . import _layers
+
+#: Region outlines: the Labels layer drawn as contours this many voxels wide, nearly opaque, so the
+#: map inside and under them stays visible (the filled Labels layer hid it). napari's Labels takes
+#: ``contour`` as an attribute, not as a constructor argument.
+OUTLINE_CONTOUR = 1
+OUTLINE_OPACITY = 0.9
+#: Marks the canvas text overlay as written by a maps panel (so clearing leaves others' text alone).
+LEGEND_MARK = "\u2009"  # a thin space at the end of the text: invisible, but recognisable
+
+
+def same(a, b) -> bool:
+    """Layer identity through napari's proxies (a docked widget's viewer hands out wrapped layers)."""
+    return getattr(a, "__wrapped__", a) is getattr(b, "__wrapped__", b)
+
+
+def show_only(entries: list[dict], selected: dict) -> None:
+    """Make the selected map's layer visible and hide the other maps (one per scan: same method)."""
+    for entry in entries:
+        shown = entry is selected or (entry["method"] == selected["method"] and entry["scan"] != selected["scan"])
+        if entry["layer"].visible != shown:
+            entry["layer"].visible = shown
+
+
+def text_overlay(viewer):
+    """The canvas text overlay (``viewer.canvas.overlays["text"]`` in napari ≥ 0.9, else ``viewer.text_overlay``)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return viewer.text_overlay
+
+
+def legend_text(entry: dict, cut: float, threshold: float, mode: str, with_scan: bool = False) -> str:
+    """``SMOE×Grad-CAM++ (map value 0–1)`` and ``cut 0.412: top 5 % of the map shown``."""
+    title = _layers.method_title(entry["method"]) + (f" · {entry['scan']}" if with_scan else "")
+    rule = f"top {threshold:g} % of the map shown" if mode == "top_percent" else "map value threshold"
+    return f"{title} (map value 0–1)\ncut {cut:.3f}: {rule}"
+
+
+def show_legend(viewer, entries: list[dict], selected: dict, text: str) -> None:
+    """The selected map's colour bar on (the others' off) and ``text`` in the canvas text overlay."""
+    for entry in entries:
+        bar = entry["layer"].colorbar
+        if entry is selected:
+            bar.position = "top_right"
+            bar.size = (18, 120)
+            bar.font_size = 9
+        bar.visible = entry is selected
+    overlay = text_overlay(viewer)
+    overlay.position = "top_right"
+    overlay.font_size = 10
+    overlay.text = text + LEGEND_MARK
+    overlay.visible = True
+
+
+def hide_legend(viewer, entries: list[dict]) -> None:
+    """Colour bars off; the text overlay off if a maps panel wrote it (someone else's text stays)."""
+    for entry in entries:
+        entry["layer"].colorbar.visible = False
+    overlay = text_overlay(viewer)
+    if overlay.text.endswith(LEGEND_MARK):
+        overlay.text = ""
+        overlay.visible = False
+
+
+@contextmanager
+def keep_selection(viewer):
+    """Whatever layers the block adds or updates, the layer list's selection and active layer stay."""
+    selection = viewer.layers.selection
+    before = [getattr(layer, "__wrapped__", layer) for layer in selection]
+    try:
+        yield
+    finally:
+        live = [layer for layer in before if any(same(layer, other) for other in viewer.layers)]
+        now = [getattr(layer, "__wrapped__", layer) for layer in selection]
+        if len(now) != len(live) or not all(any(a is b for b in live) for a in now):
+            selection.clear()
+            selection.update(live)  # one layer: it is the active one again
