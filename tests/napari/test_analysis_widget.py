@@ -121,9 +121,13 @@ def test_end_to_end_run_puts_aligned_maps_and_results(make_napari_viewer, qtbot,
                                           widget.maps.min_size.value())
     assert [r.volume_mm3 for r in widget.maps.regions] == [r.volume_mm3 for r in expected]
     assert widget.maps.table.rowCount() == len(expected)
-    (regions_layer,) = _layers.result_layers(viewer, "analysis", "regions")
-    assert regions_layer.data.max() == len(expected)
-    np.testing.assert_array_equal(regions_layer.scale, scan.scale)
+    assert _layers.result_layers(viewer, "analysis", "regions") == []  # the outlines layer is made when shown
+    widget.maps.outlines.setChecked(True)
+    outlines = _layers.result_layers(viewer, "analysis", "regions")
+    assert len(outlines) == (1 if expected else 0)  # ... and only when there are regions to outline
+    for regions_layer in outlines:
+        assert regions_layer.data.max() == len(expected)
+        np.testing.assert_array_equal(regions_layer.scale, scan.scale)
 
     # QC layers on request, in RAS millimetres
     widget.qc_registration.setChecked(True)
@@ -258,6 +262,8 @@ def test_below_threshold_pixels_look_exactly_like_the_scan(make_napari_viewer, q
     widget.maps.set_threshold(0.5, "value")
     widget.maps.update_regions()
     widget.parent().setFloating(True)  # the canvas keeps one size while the dock's texts change
+    layer.colorbar.visible = False  # the legend (colour bar, text) is drawn on the canvas; this compares the scene
+    viewer.canvas.overlays["text"].visible = False
     qtbot.wait(50)
     middle = scan.data.shape[0] // 2
     viewer.dims.set_point(0, scan.translate[0] + middle * scan.scale[0])
