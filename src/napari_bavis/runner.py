@@ -3,9 +3,10 @@
 Why a process and not a thread: preprocessing and the model hold the GIL for long stretches and
 start many native threads; in the viewer's own interpreter they starve its event loop (the viewer
 froze for up to 2 s per step on a busy machine, issue 13). A child interpreter cannot. It also makes
-Cancel immediate at any step: the child is asked to stop (an Event the pipeline checks between
-steps) and, if it has not stopped within ``grace_s``, it is terminated, wherever it is (inside N4
-or a registration included).
+Cancel immediate at any step: ``cancel()`` returns at once and the next ``poll()`` reports
+"cancelled" (nothing of the run is waited for on the caller's thread); the child is asked to stop
+(an Event the pipeline checks between steps, and its stdin closes) and, if it has not ended within
+``grace_s``, a background thread terminates it, wherever it is (inside N4 or a registration).
 
 No Qt here: the widget polls :meth:`Run.poll` from a timer. The wire is the child's stdin (the
 job, then a cancel byte) and a private copy of its stdout (pickled messages; the child's own
@@ -37,8 +38,9 @@ from .errors import BavisError, Cancelled
 
 log = logging.getLogger(__name__)
 
-#: How long a cancelled step may take to return before its process is terminated.
-GRACE_S = 1.0
+#: How long a cancelled child may take to end by itself before it is terminated (its result is
+#: dropped either way; this only bounds how long it keeps a core busy).
+GRACE_S = 0.5
 _LIVE: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -78,9 +80,12 @@ class _Base:
     def __init__(self) -> None:
         self._messages: queue.Queue = queue.Queue()
         self.finished = False
-        self._cancel_at: float | None = None
+        self.cancelled = False
 
     def poll(self) -> list[tuple]:
+        if self.cancelled and not self.finished:  # cancel() acts at once: nothing more is waited for
+            self.finished = True
+            return [("cancelled", Cancelled("cancelled by the user"))]
         out = []
         while True:
             try:
@@ -92,9 +97,6 @@ class _Base:
             if msg[0] != "progress":
                 self.finished = True
             out.append(msg)
-        if not self.finished and self._cancel_at is not None and time.monotonic() > self._cancel_at:
-            self.stop()
-            out.append(("cancelled", Cancelled("cancelled by the user")))
         return out
 
 
@@ -119,7 +121,9 @@ class ThreadRun(_Base):
         threading.Thread(target=target, name="bavis-job", daemon=True).start()
 
     def cancel(self) -> None:
+        """The thread is abandoned (its next progress call raises Cancelled); poll() says "cancelled"."""
         self._event.set()
+        self.cancelled = True
 
     def stop(self) -> None:
         self._event.set()
@@ -147,8 +151,10 @@ class ProcessRun(_Base):
         """Send the job, then relay every message; runs in a thread (pickling large arrays is off the GUI)."""
         proc, final = self._proc, False
         try:
-            pickle.dump((ref, kwargs), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            proc.stdin.flush()
+            with self._lock:
+                if not self._stopped:
+                    pickle.dump((ref, kwargs), proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                    proc.stdin.flush()
             while True:
                 msg = pickle.load(proc.stdout)
                 final = msg[0] != "progress"
@@ -163,35 +169,66 @@ class ProcessRun(_Base):
             self._reap()
 
     def cancel(self) -> None:
-        """Ask the step to stop; it is terminated if it has not within ``grace_s`` (see poll)."""
-        if self._cancel_at is None:
-            self._cancel_at = time.monotonic() + self.grace_s
-        try:
-            self._proc.stdin.write(b"c")
-            self._proc.stdin.flush()
-        except (OSError, ValueError):
-            pass
+        """Abandon the run now: the next poll() says "cancelled". The child is told (a cancel byte,
+        then its stdin closes, so it ends itself after ``grace_s``) and a thread terminates it if it
+        is still there after ``grace_s``: the caller (the GUI thread) never waits for it."""
+        if self.cancelled or self.finished:
+            return
+        self.cancelled = True
+        self._stopped = True  # its end is expected: no "worker exited" message
+        threading.Thread(target=self._end, args=(self.grace_s, b"c"), name="bavis-job-end", daemon=True).start()
 
-    def stop(self) -> None:
-        """End the child now (closing the widget or the viewer); no message follows."""
+    def stop(self, wait: bool = False) -> None:
+        """End the child now (closing the widget or the viewer); no message follows. It is
+        terminated at once and reaped by a thread unless ``wait`` (at interpreter exit)."""
         self._stopped = True
         self.finished = True
-        self._reap(kill=True)
+        if wait:
+            self._end(0.0)
+        else:
+            threading.Thread(target=self._end, args=(0.0,), name="bavis-job-end", daemon=True).start()
 
-    def _reap(self, kill: bool = False) -> None:
+    def _end(self, grace_s: float, last: bytes = b"") -> None:
+        """Send ``last`` and close the child's stdin (under the lock: after the job is fully written,
+        a byte inside it would corrupt it), give it ``grace_s`` to end, then terminate (and kill) it.
+        With neither, terminate at once (a job still being written then fails with a broken pipe)."""
         proc = self._proc
-        with self._lock:
-            if kill and proc.poll() is None:
-                proc.terminate()
+        if last or grace_s > 0:
+            with self._lock:
+                try:
+                    if last:
+                        proc.stdin.write(last)
+                        proc.stdin.flush()
+                    proc.stdin.close()
+                except (OSError, ValueError):
+                    pass
             try:
-                proc.stdin.close()
-            except Exception:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
                 pass
+        if proc.poll() is None:
+            proc.terminate()
         try:
-            proc.wait(timeout=2.0 if kill else 10.0)
+            proc.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=2.0)
+        self._close_stdin()
+
+    def _close_stdin(self) -> None:
+        with self._lock:
+            try:
+                self._proc.stdin.close()
+            except Exception:
+                pass
+
+    def _reap(self) -> None:
+        """After the last message (or EOF): the child exits by itself once its stdin closes."""
+        self._close_stdin()
+        try:
+            self._proc.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            self._end(0.0)
 
     @property
     def pid(self) -> int:
@@ -204,9 +241,10 @@ def start(ref: str, kwargs: dict, kind: str | None = None):
 
 
 def stop_all() -> None:
+    """At interpreter exit: every child still running (or ending after a cancel) is ended and reaped."""
     for run in list(_LIVE):
-        if not run.finished:
-            run.stop()
+        if run._proc.poll() is None:
+            run.stop(wait=True)
 
 
 atexit.register(stop_all)
@@ -230,7 +268,10 @@ def child_main() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever the libraries print goes to stderr, never into the message stream
     stdin = sys.stdin.buffer
-    ref, kwargs = pickle.load(stdin)
+    try:
+        ref, kwargs = pickle.load(stdin)
+    except Exception:  # stopped before the job was fully sent: nothing to do, nothing to say
+        os._exit(3)
     try:
         os.nice(5)  # the viewer answers first on a busy machine
     except (AttributeError, OSError):

@@ -13,7 +13,8 @@ from test_analysis_widget import (  # noqa: F401
     _fake_analysis, blob_scan, counted_analyze, dock, map_layers, open_scan, tiny_files, use_fake_model,
 )
 
-from napari_bavis.napari import _analysis_widget, _layers, _notify
+from napari_bavis import runner
+from napari_bavis.napari import _analysis_widget, _gc_pause, _layers, _notify
 
 BURN = "while True: pass"
 
@@ -92,10 +93,11 @@ def test_no_stall_during_a_run_with_two_cpu_burners(make_napari_viewer, qtbot, t
           f"{1000 * compute.max():.0f} ms, p99 {1000 * np.percentile(compute, 99):.0f} ms; adding the layers: "
           f"longest gap {1000 * adding.max():.0f} ms")
     assert compute.size > 50
-    # The worker process never holds the viewer: 150 ms, unless the machine alone (no run) already
-    # stalls the idle viewer longer (other users' jobs on top of the burners); then twice that.
+    # The worker process never holds the viewer, and the results go in one short piece per event-loop
+    # turn: 150 ms, unless the machine alone (no run) already stalls the idle viewer longer (other
+    # users' jobs on top of the burners); then twice that.
     assert compute.max() <= max(0.150, 2 * idle.max())
-    assert adding.max() <= max(0.5, 2 * idle.max())  # napari's own layer updates, on the GUI thread
+    assert adding.max() <= max(0.150, 2 * idle.max())
     text = widget.results.toPlainText()  # the result names its scan and model, so do the map layers
     assert text.startswith(f"Scan: {scan.name} · model tiny")
     assert all(layer.name.startswith(scan.name) and layer.name.endswith("· tiny") for layer in map_layers(viewer))
@@ -109,15 +111,45 @@ def test_cancel_during_registration_acts_within_two_seconds(make_napari_viewer, 
     before = [layer.name for layer in viewer.layers]
     widget.run()
     qtbot.waitUntil(lambda: "registration" in widget.step_label.text(), timeout=120000)
+    worker = widget._worker.run
     start = time.perf_counter()
     widget.cancel_button.click()
     qtbot.waitUntil(lambda: not widget.running, timeout=5000)
     took = time.perf_counter() - start
     print(f"\ncancel during registration took {1000 * took:.0f} ms")
-    assert took <= 2.0
+    assert took <= 1.0  # the issue asks for 2 s in the test; the viewer is told at once (one poll)
     assert widget.step_label.text() == "cancelled" and notes["error"] == []
     assert [layer.name for layer in viewer.layers] == before and widget.analysis is None
     assert widget.run_button.isEnabled() and widget.image.isEnabled()
+    qtbot.waitUntil(lambda: worker._proc.poll() is not None, timeout=int(1000 * (runner.GRACE_S + 3)))
+
+
+def test_cancel_while_the_results_are_added_leaves_no_layer(make_napari_viewer, qtbot, blob_scan, counted_analyze, notes):
+    viewer = make_napari_viewer()
+    open_scan(viewer, blob_scan)
+    widget = dock(viewer, qtbot)
+    use_fake_model(widget)
+    stages = widget._result_stages
+    widget._result_stages = lambda analysis: [*list(stages(analysis))[:4], widget.cancel_button.click]
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30000)
+    assert widget.step_label.text() == "cancelled" and notes["error"] == []
+    assert notes["info"] == ["napari-bavis: analysis cancelled; nothing was added"]
+    assert map_layers(viewer) == [] and widget.analysis is None and widget.run_button.isEnabled()
+    assert not _gc_pause.held()  # the run's hold on full collections ended with it
+
+
+def test_full_collections_are_held_only_during_a_run(make_napari_viewer, qtbot, blob_scan, counted_analyze, notes):
+    import gc
+
+    viewer = make_napari_viewer()
+    open_scan(viewer, blob_scan)
+    widget = dock(viewer, qtbot)
+    use_fake_model(widget)
+    widget.run()
+    assert _gc_pause.held() and gc.get_freeze_count() > 0  # what existed at Run is not walked
+    qtbot.waitUntil(lambda: not widget.running, timeout=30000)
+    assert not _gc_pause.held() and gc.get_freeze_count() == 0 and map_layers(viewer)
 
 
 def test_removing_the_scan_mid_run_drops_the_results_with_one_notification(make_napari_viewer, qtbot, tiny_files, notes):

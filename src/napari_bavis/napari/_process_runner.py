@@ -14,6 +14,7 @@ from qtpy.QtCore import QObject, QTimer
 from qtpy.QtWidgets import QApplication
 
 from .. import runner
+from . import _gc_pause
 
 POLL_MS = 20
 _JOBS: list = []
@@ -64,6 +65,7 @@ class Job:
     def _poll(self) -> None:
         if _deleted(self._owner):
             self.stop()
+            _gc_pause.release(("run", id(self._owner)))  # RunWidget.gc_key: its run will never end
             return
         for msg in self.run.poll():
             if msg[0] == "progress":

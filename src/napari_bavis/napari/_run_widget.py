@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 
 from .. import settings
 from ..errors import BavisError
-from . import _notify
+from . import _gc_pause, _notify
 from ._controls import RESEARCH_ONLY, _one_line, _Relay, _same
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class RunWidget(QWidget):
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
-        self.cancel_button.setToolTip("Stop at the end of the current step; nothing is added to the viewer")
+        self.cancel_button.setToolTip("Stop the run now, at any step; nothing is added to the viewer")
         self.progress = QProgressBar()
         self.progress.setToolTip("Steps done out of all steps of this run")
         self.progress.setTextVisible(True)
@@ -75,6 +75,7 @@ class RunWidget(QWidget):
         return self._busy
 
     _busy = False
+    _cancelled = False
 
     def run(self) -> None:
         if self.running:
@@ -94,6 +95,8 @@ class RunWidget(QWidget):
         self.progress.setRange(0, 0)
         self.step_label.setText("starting…")
         self._started = time.perf_counter()
+        self._cancelled = False
+        _gc_pause.hold(self.gc_key)
         self._open_activity()
         from ._process_runner import Job
 
@@ -101,11 +104,21 @@ class RunWidget(QWidget):
         self._worker = Job(self, call, kwargs, self._on_done, kind=self.worker_kind,
                            on_progress=lambda step, done, total: self._relay.step.emit(run_id, step, done, total))
 
+    @property
+    def gc_key(self):
+        """This widget's hold on _gc_pause (released when its run ends, or by the job if it is deleted)."""
+        return ("run", id(self))
+
     def cancel(self) -> None:
+        """At once: the worker is abandoned (its process ended in the background, see runner) and the
+        viewer is as before the run within one poll (20 ms); results being added are taken back."""
         if self._worker is not None:
-            self._worker.cancel()  # a worker process that has not stopped within 1 s is terminated
+            self._worker.cancel()
             self.step_label.setText("cancelling…")
             self.cancel_button.setEnabled(False)
+        elif self.running and not self._cancelled:  # adding the results: stop there, add nothing
+            self._cancelled = True
+            self._stages = []
 
     def _layers_gone(self) -> list[str]:
         """Names of this run's scan layers no longer in the viewer (removed, or replaced by another layer)."""
@@ -165,8 +178,7 @@ class RunWidget(QWidget):
             self._stages = list(self._result_stages(value))
             QTimer.singleShot(0, self._next_stage)
             return
-        self._busy = False
-        self._set_running(False)
+        self._end_run()
         if status == "dropped":
             self.step_label.setText("results dropped: the scan was removed")
         elif status == "cancelled":
@@ -188,14 +200,23 @@ class RunWidget(QWidget):
         if self._stages:
             QTimer.singleShot(0, self._next_stage)
             return
-        self._busy = False
-        self._set_running(False)
+        self._end_run()
         if self._dropped:  # the scan went while its results were being added: none stay
             self.clear_results()
             self.step_label.setText("results dropped: the scan was removed")
             return
+        if self._cancelled:  # Cancel while the results were being added: none stay
+            self.clear_results()
+            self.step_label.setText("cancelled")
+            _notify.show_info(f"napari-bavis: {self.WHAT} cancelled; nothing was added")
+            return
         self.step_label.setText(f"done in {time.perf_counter() - self._started:.1f} s "
                                 f"(computing {self.compute_s:.1f} s)")
+
+    def _end_run(self) -> None:
+        self._busy = False
+        self._set_running(False)
+        _gc_pause.release(self.gc_key)
 
     def _set_running(self, running: bool) -> None:
         for widget in self._inputs:
