@@ -210,9 +210,12 @@ class AnalysisWidget(RunWidget):
 
     # --- results -----------------------------------------------------------------------------
     def _result_stages(self, analysis):
+        """One short piece per event-loop turn (the viewer answers in between, issue 13): the text,
+        the readout, then per map its layer object and, next turn, napari's visuals for it (or an
+        update in place on a re-run), QC only when asked for, then the maps panel."""
         scan_name, geometry = self._pending
         names = {_layers.map_layer_name(scan_name, m, analysis.card.name) for m in analysis.maps}
-        entries = []
+        entries, pending = [], {}
 
         def start() -> None:
             for layer in _layers.result_layers(self._viewer, self.TAG, "map"):
@@ -222,28 +225,40 @@ class AnalysisWidget(RunWidget):
             self.maps.clear()
             self.analysis, self._geometry, self._scan_name = analysis, geometry, scan_name
             self.results.setPlainText(result_text(analysis))
-            self.readout.show_analysis(analysis)
             self.model.show_used_device(analysis.device)
             for note in analysis.notes:
                 _notify.show_warning(note)
 
-        def add_map(method, values) -> None:
+        def make_map(method, values) -> None:
             name = _layers.map_layer_name(scan_name, method, analysis.card.name)
             kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
-            layer = _layers.put_layer(self._viewer, values, kwargs)
+            if name in self._viewer.layers:  # a re-run: updated in place (ms), or replaced
+                pending[method] = _layers.put_layer(self._viewer, values, kwargs)
+            else:  # hidden: napari then neither slices nor uploads it; the maps panel shows one map
+                pending[method] = _layers.new_layer(values, {**kwargs, "visible": False})
+
+        def show_map(method, values) -> None:
+            layer = pending.pop(method)
+            if layer not in self._viewer.layers:
+                _layers.add_quietly(self._viewer, layer)
             entries.append({"layer": layer, "values": values, "affine": analysis.scan.display_affine,
                             "geometry": geometry, "method": method, "scan": scan_name,
                             "name_regions": analysis.name_regions,
                             "first_regions": getattr(analysis, "first_regions", None)})
 
         def finish() -> None:
-            self.maps.set_maps(entries)
+            self.maps.set_maps(entries)  # shows the preferred map (the others stay hidden)
+            if entries and not any(entry["layer"].visible for entry in entries):
+                entries[0]["layer"].visible = True
             self.export_button.setEnabled(True)
 
         yield start
+        yield lambda: self.readout.show_analysis(analysis)
         for method, values in analysis.maps.items():
-            yield lambda m=method, v=values: add_map(m, v)
-        yield self._update_qc
+            yield lambda m=method, v=values: make_map(m, v)
+            yield lambda m=method, v=values: show_map(m, v)
+        if self.qc_mask.isChecked() or self.qc_registration.isChecked():
+            yield self._update_qc
         yield finish
 
     def clear_results(self) -> None:

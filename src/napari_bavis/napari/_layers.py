@@ -154,11 +154,11 @@ def put_layer(viewer, data, kwargs: dict, layer_type: str = "image"):
     """Add a layer, or update the same-named layer of the same type in place.
 
     Updating in place keeps the layer's position and costs milliseconds; creating a layer costs
-    napari a few hundred milliseconds of GUI-thread time (its visuals), so re-runs reuse layers.
+    napari ~100 ms of GUI-thread time (its visuals and controls), so re-runs reuse layers. A new
+    layer does not become the active one (napari would switch the layer controls and repaint in
+    the same call, tens of ms more; the user's selection stays).
     """
-    from napari.layers import Image, Labels
-
-    cls = Labels if layer_type == "labels" else Image
+    cls = _layer_class(layer_type)
     name = kwargs["name"]
     if name in viewer.layers:
         layer = viewer.layers[name]
@@ -166,26 +166,75 @@ def put_layer(viewer, data, kwargs: dict, layer_type: str = "image"):
             _update_in_place(layer, data, kwargs)
             return layer
         viewer.layers.remove(name)
-    layer = cls(data, **kwargs)
-    viewer.add_layer(layer)
+    return add_quietly(viewer, cls(data, **kwargs))
+
+
+def _layer_class(layer_type: str):
+    from napari.layers import Image, Labels
+
+    return Labels if layer_type == "labels" else Image
+
+
+def new_layer(data, kwargs: dict, layer_type: str = "image"):
+    """The layer object alone (a few ms: no visuals yet); ``add_quietly`` puts it in the viewer."""
+    return _layer_class(layer_type)(data, **kwargs)
+
+
+def add_quietly(viewer, layer):
+    """``viewer.add_layer`` without making the layer the active one (see put_layer)."""
+    layers = getattr(viewer.layers, "__wrapped__", viewer.layers)  # a plugin's viewer is a public-only proxy
+    before = getattr(layers, "_activate_on_insert", None)
+    if before is not None:
+        layers._activate_on_insert = False
+    try:
+        viewer.add_layer(layer)
+    finally:
+        if before is not None:
+            layers._activate_on_insert = before
     return layer
 
 
+def _same_value(old, new) -> bool:
+    try:
+        if isinstance(new, (tuple, list, np.ndarray)):
+            return np.shape(old) == np.shape(new) and bool(np.all(np.asarray(old) == np.asarray(new)))
+        return old == new
+    except Exception:  # values napari cannot compare: set them
+        return False
+
+
 def _update_in_place(layer, data, kwargs: dict) -> None:
+    """Only what differs is set: each setter makes napari refresh the layer (tens of ms for the
+    geometry), and a re-run of the same scan changes only the data and the colormap."""
     kwargs = dict(kwargs)
     kwargs.pop("name")
     kwargs.pop("visible", None)  # keep what the user chose
     layer.metadata = kwargs.pop("metadata", {})
-    for key in ("scale", "translate", "axis_labels", "units"):
+    for key in ("scale", "translate"):
         if key in kwargs:
-            setattr(layer, key, kwargs.pop(key))
+            value = kwargs.pop(key)
+            if not np.allclose(np.asarray(getattr(layer, key), float), np.asarray(value, float)):
+                setattr(layer, key, value)
+    for key in ("axis_labels", "units"):
+        if key in kwargs:
+            value = kwargs.pop(key)
+            if tuple(str(v) for v in getattr(layer, key)) != tuple(str(v) for v in value):
+                setattr(layer, key, value)
     limits = kwargs.pop("contrast_limits", None)
     layer.data = data
     if limits is not None:
-        layer.contrast_limits_range = limits
-        layer.contrast_limits = limits
+        if not _same_value(tuple(layer.contrast_limits_range), tuple(limits)):
+            layer.contrast_limits_range = limits
+        if not _same_value(tuple(layer.contrast_limits), tuple(limits)):
+            layer.contrast_limits = limits
+    colormap = kwargs.pop("colormap", None)
+    if colormap is not None and getattr(getattr(layer, "colormap", None), "name", None) != getattr(colormap, "name", colormap):
+        layer.colormap = colormap
     for key, value in kwargs.items():
-        setattr(layer, key, value)
+        current = getattr(layer, key, None)
+        if not _same_value(str(current) if hasattr(current, "value") else current,
+                           str(value) if hasattr(value, "value") else value):
+            setattr(layer, key, value)
 
 
 def result_layers(viewer, tag: str, role: str | None = None) -> list:
