@@ -4,7 +4,6 @@ reason reads like every other failing scan's (one wording, summary.failure_reaso
 from __future__ import annotations
 
 import email.message
-import errno
 import json
 from importlib import metadata
 
@@ -46,9 +45,24 @@ def test_the_installed_package_description_is_valid_json(tmp_path):
     assert description["GeneratedBy"][0].get("CodeURL") == bids.code_url()
 
 
-@pytest.mark.parametrize("err", [BavisError("not a NIfTI\nfile"), OSError(errno.ENOSPC, "No space left on device"),
-                                 ValueError("odd\x1b[31m")])
-def test_a_failed_bids_scan_reads_like_every_failing_scan(err):
-    text = bids.failure_text(err)
-    assert failure_line("sub-01_T1w.nii.gz", err) == f"sub-01_T1w.nii.gz: {text}"
-    assert "\n" not in text and "\x1b" not in text
+def test_a_failed_bids_scan_reads_like_every_failing_scan(tmp_path):
+    from napari_bavis import pipeline
+
+    missing = tmp_path / "no-such-model.pt"
+    with pytest.raises(BavisError) as err:
+        pipeline.load_model(missing, "cpu")
+    (tmp_path / "out").mkdir()
+    scan = bids.BidsScan(tmp_path / "sub-01_T1w.nii.gz", "01", None, "sub-01")
+    outcome = bids.process_scan(scan, bids.ParticipantOptions(str(tmp_path), str(tmp_path / "out"), model=str(missing)))
+    assert outcome.status == "failed" and "\n" not in outcome.error
+    assert f"{outcome.path}: {outcome.error}" == failure_line(outcome.path, err.value)
+
+
+def test_bids_map_labels_are_the_tables_file_stems():
+    from napari_bavis import methods
+
+    labels = [bids.method_label(name) for name in methods.ALL_METHODS]
+    assert all(label.isalnum() for label in labels) and len(set(labels)) == len(labels)
+    for name, label in zip(methods.ALL_METHODS, labels):  # the file stem, less what BIDS forbids in a label
+        stem = methods.file_stem(name)
+        assert label == stem if stem.isalnum() else label == stem.replace("-", "")

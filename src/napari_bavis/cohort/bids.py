@@ -209,7 +209,9 @@ class ScanOutcome:
 
 def method_label(method: str) -> str:
     """A BIDS ``desc`` label (letters and digits only): gradcam++ -> gradcampp, smoe*gradcam++ -> smoexgradcampp."""
-    return re.sub(r"[^A-Za-z0-9]", "", method.replace("*", "x").replace("+", "p"))
+    from ..methods import file_stem
+
+    return re.sub(r"[^A-Za-z0-9]", "", file_stem(method))
 
 
 def finished_report(scan: BidsScan, out_dir) -> dict | None:
@@ -245,13 +247,6 @@ def _model(options: ParticipantOptions):
         ref = options.model if options.model in pipeline.BUNDLED else Path(options.model)
         cache[key] = pipeline.load_model(ref, options.device)
     return cache[key]
-
-
-def failure_text(err: BaseException) -> str:
-    """A failed scan's reason for its outcome row: the wording of every other failing scan."""
-    from ..summary import failure_reason
-
-    return failure_reason(err)
 
 
 def _move(src: Path, dst: Path) -> None:
@@ -325,5 +320,7 @@ def process_scan(scan: BidsScan, options: ParticipantOptions) -> ScanOutcome:
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return ScanOutcome(scan.prefix, str(scan.path), "done", seconds=time.perf_counter() - start, report=report)
-    except Exception as err:  # one line per scan, whatever went wrong
-        return ScanOutcome(scan.prefix, str(scan.path), "failed", failure_text(err), time.perf_counter() - start)
+    except Exception as err:  # one line per scan, whatever went wrong, in every failing scan's wording
+        from ..summary import failure_reason
+
+        return ScanOutcome(scan.prefix, str(scan.path), "failed", failure_reason(err), time.perf_counter() - start)
