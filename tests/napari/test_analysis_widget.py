@@ -132,10 +132,13 @@ def test_end_to_end_run_puts_aligned_maps_and_results(make_napari_viewer, qtbot,
     # QC layers on request, in RAS millimetres
     widget.qc_registration.setChecked(True)
     qc_names = {layer.metadata["bavis_qc"] for layer in _layers.result_layers(viewer, "analysis", "qc")}
-    assert qc_names == {"registered scan", "template"}
+    assert qc_names == {"registration check"}  # one grey checkerboard of the registered scan and the template
+    (board,) = _layers.result_layers(viewer, "analysis", "qc")
+    assert board.colormap.name == "gray" and float(board.data.min()) >= 0.0 and float(board.data.max()) <= 1.0
     widget.qc_mask.setChecked(True)
     (mask,) = [layer for layer in _layers.result_layers(viewer, "analysis", "qc") if layer.metadata["bavis_qc"] == "brain mask"]
     assert mask.data.shape == scan.data.shape
+    assert mask.contour == _layers.MASK_CONTOUR  # an outline, not a fill that hides the scan
 
     # a click on the first region moves the view to its centroid (RAS x, y, z -> world S, A, R)
     if widget.maps.regions:

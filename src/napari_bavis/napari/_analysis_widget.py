@@ -22,9 +22,9 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QPlainTextEdit,
+    QLabel,
     QPushButton,
-    QVBoxLayout,
+    QTableWidget,
 )
 
 from .. import pipeline, settings
@@ -34,6 +34,7 @@ from . import _layers, _notify
 from ._controls import (  # noqa: F401  (names the compare widget and the tests read from here)
     CPU_WARNING, LOAD_CHECKPOINT, RESEARCH_ONLY, THRESHOLD_MODES, LayerCombo, ModelPicker, snapshot, card_text,
 )
+from ._layout import ResultText, interactive_columns, scrolled_layout
 from ._maps_panel import MapsPanel
 from ._run_widget import RunWidget, _RunWidget, export_folder  # noqa: F401
 
@@ -86,22 +87,24 @@ class AnalysisWidget(RunWidget):
             self.methods[method] = box
             grid.addWidget(box, i // 2, i % 2)
 
-        self.results = QPlainTextEdit()
-        self.results.setReadOnly(True)
-        self.results.setMaximumHeight(130)
-        self.results.setPlaceholderText("Results appear here after a run.")
-        self.results.setToolTip("The prediction and its context; select and copy (Ctrl+C) or use Copy")
+        self.results = ResultText("Results appear here after a run.",
+                                  "The prediction and its context; select and copy (Ctrl+C) or use Copy")
         copy = QPushButton("Copy")
         copy.setToolTip("Copy the results text to the clipboard")
         copy.clicked.connect(lambda: QApplication.clipboard().setText(self.results.toPlainText()))
         self.qc_mask = QCheckBox("Brain mask layer")
-        self.qc_mask.setToolTip("Show the brain mask used by preprocessing over the scan")
+        self.qc_mask.setToolTip("Outline the brain mask used by preprocessing on the scan")
         self.qc_registration = QCheckBox("Check registration")
-        self.qc_registration.setToolTip("Show the registered scan (magenta) over the template (green) on the model grid")
+        self.qc_registration.setToolTip("A grey checkerboard of the registered scan and the template on the model grid: "
+                                        "edges that run on across the tile borders mean the registration worked")
         self.qc_mask.toggled.connect(self._update_qc)
         self.qc_registration.toggled.connect(self._update_qc)
         self.maps = MapsPanel(viewer, self.TAG)
         self.maps.restore(prefs)
+        for table in self.maps.findChildren(QTableWidget):  # the regions table: columns the user can drag
+            interactive_columns(table)
+        for label in self.maps.findChildren(QLabel):  # e.g. the "cut at" line: wraps, never widens the dock
+            label.setWordWrap(True)
         self.maps.threshold.valueChanged.connect(self._save_threshold)
         self.maps.mode.currentIndexChanged.connect(self._save_threshold)
         from ._readout_panel import ReadoutPanel
@@ -136,7 +139,7 @@ class AnalysisWidget(RunWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.clear_button)
         bottom.addWidget(self.export_button)
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)  # the dock scrolls on a small screen; the window keeps its size
         layout.addWidget(self.research)
         layout.addLayout(form)
         layout.addWidget(methods_box)
@@ -150,6 +153,8 @@ class AnalysisWidget(RunWidget):
         layout.addLayout(bottom)
         layout.addStretch(1)
         self._inputs = [self.image, self.model, self.age, self.sex, methods_box, self.export_button]
+        self.step_label.setWordWrap(True)  # a long step or export path wraps, never widens the dock
+        self.research.setWordWrap(True)
         self.model.card_changed = lambda card: self._apply_sex_rule()
         self._apply_sex_rule()
 
@@ -270,6 +275,7 @@ class AnalysisWidget(RunWidget):
         self.export_button.setEnabled(False)
 
     def _update_qc(self, *_) -> None:
+        """Brain mask as an outline on the scan; registration as a grey checkerboard (scan ▪ template)."""
         _layers.remove_result_layers(self._viewer, self.TAG, "qc")
         if self.analysis is None:
             return
@@ -277,13 +283,17 @@ class AnalysisWidget(RunWidget):
         if self.qc_mask.isChecked():
             wanted.add("brain mask")
         if self.qc_registration.isChecked():
-            wanted |= {"template", "registered scan"}
-        data = _layers.qc_layer_data(self.analysis.qc, self._scan_name, self.TAG)
-        for key in ("template", "registered scan", "brain mask"):
-            if key in wanted and key in data:
+            wanted.add(_layers.REGISTRATION_CHECK)
+        if not wanted:
+            return
+        data = _layers.qc_layer_data(self.analysis.qc, self._scan_name, self.TAG, keys=wanted)
+        for key in (_layers.REGISTRATION_CHECK, "brain mask"):  # the outline on top
+            if key in data:
                 layer_data, kwargs, kind = data[key]
-                _layers.put_layer(self._viewer, layer_data, kwargs, kind)
-        if wanted and not wanted & set(data):
+                layer = _layers.put_layer(self._viewer, layer_data, kwargs, kind)
+                if kind == "labels":
+                    layer.contour = _layers.MASK_CONTOUR
+        if not wanted & set(data):
             _notify.show_warning("napari-bavis: this preprocessing produced no QC images")
 
     # --- export ------------------------------------------------------------------------------

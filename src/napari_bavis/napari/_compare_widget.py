@@ -12,15 +12,17 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
-    QPlainTextEdit,
+    QLabel,
     QPushButton,
-    QVBoxLayout,
+    QTableWidget,
 )
 
 from .. import methods, pipeline, settings
 from ..errors import BavisError
-from . import _layers, _notify
+from ..summary import unique_notes
+from . import _layers, _notify, _side_by_side
 from ._controls import RESEARCH_ONLY, LayerCombo, ModelPicker, snapshot
+from ._layout import ResultText, interactive_columns, scrolled_layout
 from ._maps_panel import MapsPanel
 from ._run_widget import RunWidget
 
@@ -59,13 +61,20 @@ class CompareWidget(RunWidget):
             box.setToolTip(f"Compute the {_layers.method_title(method)} map of each scan from its own branch")
             self.methods[method] = box
             grid.addWidget(box, i // 2, i % 2)
-        self.results = QPlainTextEdit()
-        self.results.setReadOnly(True)
-        self.results.setMaximumHeight(110)
-        self.results.setPlaceholderText("Similarity and nearest references appear here after a run.")
-        self.results.setToolTip("Select and copy (Ctrl+C)")
+        self.results = ResultText("Similarity and nearest references appear here after a run.", "Select and copy (Ctrl+C)")
+        self.side_by_side = QCheckBox("Side by side (grid: A left, B right)")
+        self.side_by_side.setChecked(True)
+        self.side_by_side.setToolTip("After a run, show each scan under its own maps in a cell of its own (napari grid "
+                                     "mode; layer names say which scan); untick for one view")
+        self.side_by_side.toggled.connect(self._apply_side_by_side)
         self.maps = MapsPanel(viewer, self.TAG)
         self.maps.restore(prefs)
+        for table in self.maps.findChildren(QTableWidget):  # the regions table: columns the user can drag
+            interactive_columns(table)
+        for label in self.maps.findChildren(QLabel):  # e.g. the "cut at" line: wraps, never widens the dock
+            label.setWordWrap(True)
+        self._entries = []
+        self._hidden = None  # layers hidden while side by side (None: grid not ours)
         self.clear_button = QPushButton("Clear results")
         self.clear_button.setToolTip("Remove this widget's map and region layers")
         self.clear_button.clicked.connect(self.clear_results)
@@ -85,7 +94,7 @@ class CompareWidget(RunWidget):
         bottom = QHBoxLayout()
         bottom.addWidget(self.clear_button)
         bottom.addWidget(self.export_button)
-        layout = QVBoxLayout(self)
+        layout = scrolled_layout(self)  # the dock scrolls on a small screen; the window keeps its size
         layout.addWidget(self.research)
         layout.addLayout(form)
         layout.addWidget(methods_box)
@@ -93,10 +102,13 @@ class CompareWidget(RunWidget):
         layout.addWidget(self.progress)
         layout.addWidget(self.step_label)
         layout.addWidget(self.results)
+        layout.addWidget(self.side_by_side)
         layout.addWidget(self.maps)
         layout.addLayout(bottom)
         layout.addStretch(1)
         self._inputs = [self.image_a, self.image_b, self.model, methods_box, self.export_button]
+        self.step_label.setWordWrap(True)  # a long step or export path wraps, never widens the dock
+        self.research.setWordWrap(True)
 
     def chosen_methods(self) -> list[str]:
         return [m for m, box in self.methods.items() if box.isChecked()]
@@ -146,6 +158,8 @@ class CompareWidget(RunWidget):
 
         def finish() -> None:
             self.maps.set_maps(entries)
+            self._entries = entries
+            self._apply_side_by_side()
             self.export_button.setEnabled(True)
 
         yield start
@@ -154,12 +168,26 @@ class CompareWidget(RunWidget):
                 yield lambda a=(scan_name, scan, geometry, method, values): add_map(*a)
         yield finish
 
+    def _apply_side_by_side(self, *_) -> None:
+        """Grid mode with scan A (and its maps) left and scan B right, or back to one view."""
+        if self.side_by_side.isChecked() and self.comparison is not None:
+            hidden = _side_by_side.arrange(self._viewer, _side_by_side.blocks(self._viewer, self._run_layers,
+                                                                              self._entries))
+            if hidden is not None:
+                self._hidden = (self._hidden or []) + hidden
+                return
+        if self._hidden is not None:
+            _side_by_side.release(self._viewer, self._hidden)
+            self._hidden = None
+
     def clear_results(self) -> None:
         _layers.remove_result_layers(self._viewer, self.TAG)
+        self._entries = []
         self.maps.clear()
         self.comparison = None
         self.results.clear()
         self.export_button.setEnabled(False)
+        self._apply_side_by_side()
 
     def _result(self):
         return self.comparison
@@ -187,7 +215,7 @@ def comparison_text(comparison, names) -> str:
         else:
             detail = ", ".join(f"{k} {v:.2f}" for k, v in (scores or {}).items())
             lines.append(f"{name}: nearest reference {nearest}" + (f" ({detail})" if detail else ""))
-    for note in comparison.notes:
+    for note in unique_notes(comparison.notes, getattr(comparison, "warnings", None)):  # each once: files, QC, ages
         lines.append(f"⚠ {note}")
     lines.append(f"Model: {card.name} {card.version} ({card.architecture}) on {comparison.device}")
     lines.append(RESEARCH_ONLY)

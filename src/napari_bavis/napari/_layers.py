@@ -129,24 +129,54 @@ def regions_layer_kwargs(geometry: dict, name: str, tag: str) -> dict:
     }
 
 
-def qc_layer_data(qc: dict, scan_name: str, tag: str) -> dict:
-    """QC nibabel images as (data, kwargs, layer type) keyed by their QC name, in RAS millimetres."""
+#: What "Check registration" shows: one grey checkerboard of the registered scan and the template.
+REGISTRATION_CHECK = "registration check"
+#: The brain mask is drawn as its outline (voxels wide) in one colour over the scan, not as a fill.
+MASK_CONTOUR = 1
+MASK_COLOR = "#00e5ff"
+
+
+def qc_layer_data(qc: dict, scan_name: str, tag: str, keys=None) -> dict:
+    """QC layers as (data, kwargs, layer type), in RAS millimetres, keyed by QC name:
+
+    - "brain mask" (on the scan's display grid): a Labels layer in one colour, drawn as an outline by
+      the widget (``MASK_CONTOUR``), so the scan under it stays readable;
+    - ``REGISTRATION_CHECK`` (on the model grid): a grey checkerboard of the registered scan and the
+      template, each scaled to [0, 1] (``qc_view.registration_checkerboard``): edges that run on
+      across tile borders mean the registration worked.
+
+    ``keys`` limits the work to those layers (the checkerboard costs a few hundred ms at 1 mm).
+    """
+    from ..qc_view import registration_checkerboard
+
+    images = {}
+    if "brain mask" in qc:
+        images["brain mask"] = qc["brain mask"]
+    if "registered scan" in qc and "template" in qc:
+        images[REGISTRATION_CHECK] = None  # made on demand below
     out = {}
-    for key, image in qc.items():
+    for key in images:
+        if keys is not None and key not in keys:
+            continue
+        image = images[key]
+        if key == REGISTRATION_CHECK:
+            image = registration_checkerboard(qc["registered scan"], qc["template"])
         try:
             scan = scan_from_image(image)
         except BavisError:
             continue  # e.g. an empty mask: nothing worth showing
         kwargs = scan.layer_kwargs()
-        kwargs["name"] = f"{scan_name} · {key}"
         kwargs["metadata"] = {**kwargs["metadata"], "bavis_result": tag, "bavis_role": "qc", "bavis_qc": key}
         if key == "brain mask":
-            out[key] = ((scan.data > 0.5).astype(np.uint8), {**kwargs, "opacity": 0.35}, "labels")
+            from napari.utils.colormaps import DirectLabelColormap
+
+            kwargs["name"] = f"{scan_name} · brain mask (outline)"
+            colormap = DirectLabelColormap(color_dict={None: [0, 0, 0, 0], 0: [0, 0, 0, 0], 1: MASK_COLOR})
+            out[key] = ((scan.data > 0.5).astype(np.uint8), {**kwargs, "opacity": 1.0, "colormap": colormap}, "labels")
         else:
-            lo, hi = np.percentile(scan.data, [1, 99.5])
-            cmap = "green" if key == "template" else "magenta"
-            out[key] = (scan.data, {**kwargs, "colormap": cmap, "blending": "additive",
-                                    "contrast_limits": (float(lo), float(max(hi, lo + 1e-6)))}, "image")
+            kwargs["name"] = f"{scan_name} · registration check"
+            out[key] = (scan.data, {**kwargs, "colormap": "gray", "blending": "translucent", "opacity": 1.0,
+                                    "contrast_limits": (0.0, 1.0)}, "image")
     return out
 
 

@@ -11,7 +11,6 @@ from qtpy.QtGui import QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QGroupBox,
-    QHeaderView,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
@@ -19,6 +18,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import _layers
+from ._layout import ScaledPicture, interactive_columns
 
 
 def _table(headers, tip: str) -> QTableWidget:
@@ -26,7 +26,7 @@ def _table(headers, tip: str) -> QTableWidget:
     table.setHorizontalHeaderLabels(headers)
     table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    interactive_columns(table)  # fitted to the contents, then the user's to drag
     table.verticalHeader().setVisible(False)
     table.setToolTip(tip)
     return table
@@ -58,7 +58,7 @@ class ReadoutPanel(QGroupBox):
         self.faithfulness = _table(["map", "deletion AUC", "random", "insertion AUC", "random"],
                                    "Mean brain age while the map's top voxels are removed (deletion: lower than "
                                    "random is faithful) or put back (insertion: higher than random is faithful)")
-        self.figure = QLabel()
+        self.figure = ScaledPicture()  # the curves at the dock's width
         self.figure.setToolTip("Deletion and insertion curves of each map (solid) and of a random ordering (dashed)")
         layout = QVBoxLayout(self)
         layout.addWidget(self.note)
@@ -91,4 +91,4 @@ class ReadoutPanel(QGroupBox):
             pixmap = QPixmap()  # drawn by the worker process when it can (matplotlib takes seconds of GUI time)
             png = getattr(analysis, "faithfulness_png", None) or faithfulness_figure(faith, _layers.method_title, width_in=4.6)
             pixmap.loadFromData(png)
-            self.figure.setPixmap(pixmap)
+            self.figure.set_picture(pixmap)
