@@ -1,6 +1,7 @@
 """Readable overlays (issue 12 item 5): one map shown at a time, its legend on the canvas, region
 outlines that are made only when shown and never take the layer list's selection."""
 
+import numpy as np
 from test_analysis_widget import (  # noqa: F401  (fixtures and helpers)
     blob_scan, counted_analyze, dock, errors, map_layers, open_scan, run_and_wait, use_fake_model,
 )
@@ -99,6 +100,8 @@ def test_region_outlines_are_lazy_and_never_take_the_selection(make_napari_viewe
     (outlines,) = _layers.result_layers(viewer, "analysis", "regions")
     assert outlines.visible and widget.maps.outlines.isChecked()
     assert outlines.contour >= 1 and outlines.opacity >= 0.5  # outlines, not a fill hiding the map
+    rgba = np.asarray(outlines.colormap.map(np.array([0, 1, 2])))
+    assert rgba[0, 3] == 0 and np.allclose(rgba[1], rgba[2]) and rgba[1, 1] > 0.9  # one bright green for all
     assert viewer.layers.selection.active is shown and outlines not in viewer.layers.selection
     x, y, z = widget.maps.regions[0].centroid_ras_mm
     assert abs(viewer.dims.point[0] - z) <= scan.scale[0]

@@ -22,6 +22,11 @@ from . import _layers
 #: ``contour`` as an attribute, not as a constructor argument.
 OUTLINE_CONTOUR = 1
 OUTLINE_OPACITY = 0.9
+#: One colour for every region's outline: bright green stands out on inferno's black-purple-orange-
+#: yellow and on the grey scan (the brain mask's outline is cyan); the table's "#" names the regions.
+OUTLINE_COLOR = "#3cff3c"
+#: Where the legend sits: the bottom right corner, usually free below a brain fitted to the canvas.
+LEGEND_POSITION = "bottom_right"
 #: Marks the canvas text overlay as written by a maps panel (so clearing leaves others' text alone).
 LEGEND_MARK = "\u2009"  # a thin space at the end of the text: invisible, but recognisable
 
@@ -59,12 +64,12 @@ def show_legend(viewer, entries: list[dict], selected: dict, text: str) -> None:
     for entry in entries:
         bar = entry["layer"].colorbar
         if entry is selected:
-            bar.position = "top_right"
+            bar.position = LEGEND_POSITION
             bar.size = (18, 120)
             bar.font_size = 9
         bar.visible = entry is selected
     overlay = text_overlay(viewer)
-    overlay.position = "top_right"
+    overlay.position = LEGEND_POSITION
     overlay.font_size = 10
     overlay.text = text + LEGEND_MARK
     overlay.visible = True
@@ -78,6 +83,13 @@ def hide_legend(viewer, entries: list[dict]) -> None:
     if overlay.text.endswith(LEGEND_MARK):
         overlay.text = ""
         overlay.visible = False
+
+
+def outline_colormap():
+    """Every label in ``OUTLINE_COLOR``, the background transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    return DirectLabelColormap(color_dict={None: OUTLINE_COLOR, 0: [0, 0, 0, 0]})
 
 
 @contextmanager

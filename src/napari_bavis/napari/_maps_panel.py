@@ -304,6 +304,7 @@ class MapsPanel(QGroupBox):
             layer = _layers.put_layer(self._viewer, labels, kwargs, "labels")
         if layer.contour != _map_view.OUTLINE_CONTOUR:
             layer.contour = _map_view.OUTLINE_CONTOUR
+            layer.colormap = _map_view.outline_colormap()
         layer.visible = wanted
         layer.editable = False  # outlines to read, not to paint
         if self._watched is not layer:

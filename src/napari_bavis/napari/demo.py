@@ -88,11 +88,8 @@ def _run_analysis(viewer, widget, checkpoint, age, sex, wait: bool) -> None:
     if not widget.wait(600):
         print("napari-bavis demo: the analysis did not finish within 10 minutes")
         return
-    if widget.maps.regions:
+    if widget.maps.regions:  # the panel shows one map (the others hidden); its regions' outlines on top
         widget.maps.go_to_region(0)
-        for layer in viewer.layers:  # the map and the scan, not the other maps or the labels on top
-            if (layer.metadata or {}).get("bavis_role") in ("map", "regions"):
-                layer.visible = layer is widget.maps.selected_entry()["layer"] or layer.name == widget.maps.selected_entry()["layer"].name
     for _ in range(10):
         QApplication.processEvents()
 
