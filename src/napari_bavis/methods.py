@@ -10,9 +10,9 @@ Columns:
 - ``name``: the key in ``Analysis.maps``, report.json and the CLI's ``--methods`` (file names use
   ``file_stem``);
 - ``title``: what a person reads (dock, layer names, figures, PDF);
-- ``cam`` / ``smoe``: whether it needs the Grad-CAM layer's activations and gradients / the SMOE
-  layers' activations; ``product``: an element-wise product of a SMOE and a CAM map, ``factors`` the two
-  maps multiplied;
+- ``cam`` / ``smoe``: whether it needs the Grad-CAM layer's activations and gradients (such a map can be
+  signed) / the SMOE layers' activations;
+- ``factors``: a product map's two maps, multiplied element-wise (``product`` is then true);
 - ``smoothed``: the one-pass CAM formula averaged over noisy copies of the input (Smooth Grad-CAM++);
 - ``siamese``: offered for Siamese branches (Smooth Grad-CAM++'s noisy passes are not tiled there);
 - ``default``: computed when nobody asks for specific methods;
