@@ -1,10 +1,11 @@
 """The docked widgets fit a 1280×800 screen with no clipped text (run under xvfb-run).
 
 The window is resized to 1280×800 with the analysis and the compare widget docked, a real analysis
-and a real comparison are run on tiny models and 4 mm scans, the window is grabbed to a PNG
-(``$BAVIS_LAYOUT_PNG`` also gets a copy, for a person to look at), and every visible label, check
-box, button and combo box in our docks is asserted to be at least as large as its size hint (for a
-word-wrapped label or a picture: as high as its height for its width) — i.e. nothing is elided or cut.
+and a real comparison are run on tiny models and 4 mm scans, the window is grabbed to PNGs under
+tmp_path (``$BAVIS_LAYOUT_PNG``, ``$BAVIS_QC_PNG`` and ``$BAVIS_COMPARE_PNG`` get copies, for a person
+to look at), and every visible label, check box, button and combo box in our docks is asserted to be
+at least as large as its size hint (a word-wrapped label or a picture: as high as its height for its
+width) and inside the dock's width — i.e. nothing is elided or cut off.
 """
 
 import os
@@ -112,14 +113,16 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     assert clipped_widgets(compare) == []
     compare.side_by_side.setChecked(False)  # back to one view for the analysis
     assert not viewer.grid.enabled
-    analysis.qc_mask.setChecked(True)
-    analysis.qc_registration.setChecked(True)
+    analysis.qc_mask.setChecked(True)  # the brain mask's outline over the scan and its map
     _settle(qtbot, 500)
 
     # still on the screen after the results filled the docks
     assert window.width() <= SCREEN[0] and window.height() <= SCREEN[1], (window.width(), window.height(),
                                                                           widest(analysis), widest(compare))
     _save(window, tmp_path / "layout.png", "BAVIS_LAYOUT_PNG")
+    analysis.qc_registration.setChecked(True)  # the registration checkerboard on top
+    _settle(qtbot, 500)
+    _save(window, tmp_path / "qc.png", "BAVIS_QC_PNG")
 
     for name, dock in (("analysis", analysis), ("compare", compare)):
         assert clipped_widgets(dock) == [], name
