@@ -120,6 +120,10 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     assert window.width() <= SCREEN[0] and window.height() <= SCREEN[1], (window.width(), window.height(),
                                                                           widest(analysis), widest(compare))
     _save(window, tmp_path / "layout.png", "BAVIS_LAYOUT_PNG")
+    for dock, env in ((analysis, "BAVIS_ANALYSIS_DOCK_PNG"), (compare, "BAVIS_COMPARE_DOCK_PNG")):
+        dock.scroll.verticalScrollBar().setValue(dock.scroll.verticalScrollBar().maximum())  # the lower half
+        _settle(qtbot, 200)
+        _save(dock.scroll.widget(), tmp_path / f"{env.lower()}.png", env)  # the whole content, scrolled or not
     analysis.qc_registration.setChecked(True)  # the registration checkerboard on top
     _settle(qtbot, 500)
     _save(window, tmp_path / "qc.png", "BAVIS_QC_PNG")
