@@ -19,9 +19,15 @@ TILE_MM = 16.0
 
 
 def normalised(values: np.ndarray, low: float = 1.0, high: float = 99.5) -> np.ndarray:
-    """``values`` scaled to [0, 1] between its ``low`` and ``high`` percentiles (float32, clipped)."""
+    """``values`` scaled to [0, 1] between its ``low`` and ``high`` percentiles (float32, clipped).
+
+    The percentiles come from an even sample of at most about half a million voxels: as good for a
+    display range, and a 1 mm volume costs tens of milliseconds instead of a second of GUI time.
+    """
     x = np.asarray(values, np.float32)
-    finite = x[np.isfinite(x)]
+    flat = x.ravel()
+    sample = flat[::max(1, flat.size // 500_000)]
+    finite = sample[np.isfinite(sample)]
     if finite.size == 0:
         return np.zeros(x.shape, np.float32)
     lo, hi = np.percentile(finite, [low, high])
