@@ -109,3 +109,28 @@ def test_unknown_phantom_is_the_generators_readable_error(cache):
     with pytest.raises(PhantomError):
         sample_cache.phantom_sample("middle-aged")
 
+
+
+def test_two_writers_at_once_leave_one_whole_file(cache):
+    """Both generate (neither finds a file), both write to their own temporary file and rename it:
+    the cache ends with one readable file and no temporary ones."""
+    import threading
+    import time
+
+    started = threading.Barrier(2)
+
+    def generate():
+        started.wait(timeout=10)  # both are generating at the same time
+        time.sleep(0.05)
+        return _image()
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(sample_cache.cached_image("s", {}, generate)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 2
+    assert [p.name for p in cache.iterdir()] == [sample_cache.cache_path("s", {}).name]
+    _same(sample_cache._read(sample_cache.cache_path("s", {})), _image())
