@@ -49,6 +49,7 @@ def arrange(viewer, groups: list[list]) -> list | None:
     viewer.grid.stride = len(groups[0])
     viewer.grid.shape = (-1, -1)
     viewer.grid.enabled = True
+    viewer.reset_view()  # both brains whole in their cells (the one-view zoom cuts them off)
     return hidden
 
 
@@ -60,3 +61,4 @@ def release(viewer, hidden=()) -> None:
     for layer in hidden:
         if any(_same(layer, other) for other in live):
             layer.visible = True
+    viewer.reset_view()
