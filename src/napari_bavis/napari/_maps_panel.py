@@ -119,7 +119,7 @@ class MapsPanel(QGroupBox):
         viewer.layers.selection.events.active.connect(self._follow_active)
 
     def _prune(self) -> None:
-        """A map layer the user deleted leaves "Regions of", the table and the regions layer."""
+        """A map layer the user deleted leaves "Show map", the table, the outlines and the legend."""
         live = self._live_entries()
         if len(live) == len(self._entries):
             return
