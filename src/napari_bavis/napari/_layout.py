@@ -48,6 +48,18 @@ class DockScroll(QScrollArea):
             hint.setHeight(min(widget.sizeHint().height(), self.PREFERRED_HEIGHT))
         return hint
 
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not getattr(self, "_shared", False):  # the first time only: later the split is the user's
+            self._shared = True
+            QTimer.singleShot(0, self._share)
+
+    def _share(self) -> None:
+        try:
+            share_dock_area(self)
+        except RuntimeError:  # the dock went in the meantime (viewer closed right after docking)
+            pass
+
     def eventFilter(self, watched, event) -> bool:
         handled = super().eventFilter(watched, event)
         if watched is self.widget() and event.type() == QEvent.Type.LayoutRequest:
@@ -164,3 +176,25 @@ def interactive_columns(table: QTableWidget) -> None:
     model = table.model()
     for signal in (model.rowsInserted, model.modelReset, model.dataChanged):
         signal.connect(lambda *_: timer.start())
+
+
+def share_dock_area(widget: QWidget) -> None:
+    """Split the dock area evenly among this plugin's docks in it (called once, when first shown).
+
+    napari gives a newly docked widget most of its area ("push lower widgets up"), which on an 800 px
+    screen leaves the other dock about 100 px: both docks get half instead (each scrolls).
+    """
+    from qtpy.QtWidgets import QDockWidget, QMainWindow
+
+    dock = widget.parentWidget()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    main = dock.parentWidget() if dock is not None else None
+    if not isinstance(main, QMainWindow) or dock.isFloating():
+        return
+    area = main.dockWidgetArea(dock)
+    ours = [d for d in main.findChildren(QDockWidget)
+            if d.isVisible() and not d.isFloating() and main.dockWidgetArea(d) == area
+            and d.findChild(DockScroll) is not None and not main.tabifiedDockWidgets(d)]
+    if len(ours) > 1:
+        main.resizeDocks(ours, [10000] * len(ours), Qt.Orientation.Vertical)
