@@ -139,6 +139,21 @@ def test_cancel_while_the_results_are_added_leaves_no_layer(make_napari_viewer, 
     assert not _gc_pause.held()  # the run's hold on full collections ended with it
 
 
+def test_the_maps_are_cut_where_the_worker_cut_them(make_napari_viewer, qtbot, blob_scan, counted_analyze, notes):
+    viewer = make_napari_viewer()
+    open_scan(viewer, blob_scan)
+    widget = dock(viewer, qtbot)
+    use_fake_model(widget)
+    widget.maps.set_threshold(7.0, "top_percent")
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.running, timeout=30000)
+    threshold, mode, cuts = widget.analysis.cutoffs  # taken by the worker, not recomputed on the GUI thread
+    assert (threshold, mode) == (7.0, "top_percent") and set(cuts) == set(widget.analysis.maps)
+    for method, values in widget.analysis.maps.items():
+        assert cuts[method] == pytest.approx(widget.maps.cutoff(values))
+    assert all(layer.colormap.name.endswith(f"{cuts[layer.metadata['bavis_method']]:.4f}") for layer in map_layers(viewer))
+
+
 def test_full_collections_are_held_only_during_a_run(make_napari_viewer, qtbot, blob_scan, counted_analyze, notes):
     import gc
 

@@ -234,9 +234,16 @@ class AnalysisWidget(RunWidget):
             for note in analysis.notes:
                 _notify.show_warning(note)
 
+        def cut_of(method, values) -> float:
+            pre = getattr(analysis, "cutoffs", None)  # computed by the worker for the threshold it was given
+            if pre is not None and pre[:2] == (float(self.maps.threshold.value()), self.maps.mode_key()):
+                if method in pre[2]:
+                    return pre[2][method]
+            return self.maps.cutoff(values)
+
         def make_map(method, values) -> None:
             name = _layers.map_layer_name(scan_name, method, analysis.card.name)
-            kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
+            kwargs = _layers.map_layer_kwargs(geometry, name, cut_of(method, values), self.TAG, method)
             if name in self._viewer.layers:  # a re-run: updated in place (ms), or replaced
                 pending[method] = _layers.put_layer(self._viewer, values, kwargs)
             else:  # hidden: napari then neither slices nor uploads it; the maps panel shows one map

@@ -20,6 +20,10 @@ def analyze_snapshot(snapshot, progress=None, cancel=None, regions=None, **kwarg
         from ..regions import threshold_value
 
         threshold, mode, min_size = regions
+        # each map's cut at the widget's threshold (a top-k % cut is a percentile of a 1 mm map:
+        # tens of ms of GUI time per map)
+        analysis.cutoffs = (float(threshold), mode, {m: float(threshold_value(v, threshold, mode))
+                                                     for m, v in analysis.maps.items()})
         method = figure_method(analysis.maps) or next(iter(analysis.maps))
         cutoff = threshold_value(analysis.maps[method], threshold, mode)
         labels, table = analysis.regions(method, threshold, mode, min_size)
