@@ -116,6 +116,8 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     analysis.qc_mask.setChecked(True)  # the brain mask's outline over the scan and its map
     _settle(qtbot, 500)
 
+    # both docks usable: they share the right dock area (napari alone left the first one ~100 px)
+    assert min(dock_a.height(), dock_c.height()) > 0.4 * (dock_a.height() + dock_c.height())
     # still on the screen after the results filled the docks
     assert window.width() <= SCREEN[0] and window.height() <= SCREEN[1], (window.width(), window.height(),
                                                                           widest(analysis), widest(compare))
