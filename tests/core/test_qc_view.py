@@ -36,7 +36,10 @@ def test_checkerboard_rejects_mismatched_arrays():
 def test_registration_checkerboard_shows_a_misregistration_at_tile_borders():
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     zz, yy, xx = np.meshgrid(*[np.arange(40)] * 3, indexing="ij")
-    ball = lambda c: (((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 12 ** 2).astype(np.float32)
+
+    def ball(c):
+        return (((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) < 12 ** 2).astype(np.float32)
+
     template = nib.Nifti1Image(ball((20, 20, 20)), affine)
     good = qc_view.registration_checkerboard(nib.Nifti1Image(ball((20, 20, 20)), affine), template)
     bad = qc_view.registration_checkerboard(nib.Nifti1Image(ball((20, 20, 26)), affine), template)

@@ -15,7 +15,9 @@ NOTES = ["scan A: 25 y is outside the model's training ages (65–85 y)", "scan 
 @pytest.fixture
 def fake_compare(monkeypatch):
     def fake(scan_a, scan_b, progress=None, cancel=None, methods=("gradcam++",), **_):
-        blob = lambda scan: {m: np.linspace(0, 1, scan.data.size, dtype=np.float32).reshape(scan.data.shape) for m in methods}
+        def blob(scan):
+            return {m: np.linspace(0, 1, scan.data.size, dtype=np.float32).reshape(scan.data.shape) for m in methods}
+
         return pipeline.Comparison(
             scan_a=scan_a, scan_b=scan_b, card=models.default_card("siamese3d", name="fake-siamese"),
             similarity=Similarity(0.8, 0.63), maps_a=blob(scan_a), maps_b=blob(scan_b), timings={}, record={},
