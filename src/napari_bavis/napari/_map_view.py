@@ -53,10 +53,11 @@ def text_overlay(viewer):
 
 
 def legend_text(entry: dict, cut: float, threshold: float, mode: str, with_scan: bool = False) -> str:
-    """``SMOE×Grad-CAM++ (map value 0–1)`` and ``cut 0.412: top 5 % of the map shown``."""
-    title = _layers.method_title(entry["method"]) + (f" · {entry['scan']}" if with_scan else "")
-    rule = f"top {threshold:g} % of the map shown" if mode == "top_percent" else "map value threshold"
-    return f"{title} (map value 0–1)\ncut {cut:.3f}: {rule}"
+    """Short lines, so the legend stays in its corner clear of the orientation letters:
+    ``SMOE×Grad-CAM++`` (the scan's name in the compare widget) and ``cut 0.412 (top 5 %)``."""
+    lines = [_layers.method_title(entry["method"])] + ([str(entry["scan"])] if with_scan else [])
+    lines.append(f"cut {cut:.3f} (top {threshold:g} %)" if mode == "top_percent" else f"cut {cut:.3f} (map value)")
+    return "\n".join(lines)
 
 
 def show_legend(viewer, entries: list[dict], selected: dict, text: str) -> None:

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
 from ..methods import figure_method
-from . import _layers, _map_view
+from . import _layers, _map_view, _orientation_letters
 from ._display import camera_of
 from ._controls import THRESHOLD_MODES
 
@@ -117,6 +117,7 @@ class MapsPanel(QGroupBox):
         self.table.cellClicked.connect(self.go_to_region)
         viewer.layers.events.removed.connect(lambda *_: QTimer.singleShot(0, self._prune))
         viewer.layers.selection.events.active.connect(self._follow_active)
+        _orientation_letters.attach(viewer)  # L/R, A/P, S/I at the canvas edges (once per viewer)
 
     def _prune(self) -> None:
         """A map layer the user deleted leaves "Show map", the table, the outlines and the legend."""

@@ -50,7 +50,9 @@ def main(argv=None) -> int:
     if analysis.analysis is not None:
         from .. import pipeline
 
-        report = pipeline.export_analysis(analysis.analysis, out / "results", threshold=float(analysis.maps.threshold.value()))
+        maps = analysis.maps  # the cut shown (a map value or the top k %), as the widget's Export… passes it
+        report = pipeline.export_analysis(analysis.analysis, out / "results", threshold=float(maps.threshold.value()),
+                                          mode=maps.mode_key(), min_size_mm3=float(maps.min_size.value()))
         from ..summary import report_line  # the CLI's wording: raw and bias-corrected gap, model, warnings
 
         print(f"napari-bavis demo: {report_line(report)}; maps, figure and report: {(out / 'results').resolve()}")
