@@ -14,7 +14,10 @@ NOTES = ["scan A: 25 y is outside the model's training ages (65–85 y)", "scan 
 
 @pytest.fixture
 def fake_compare(monkeypatch):
-    def fake(scan_a, scan_b, progress=None, cancel=None, methods=("gradcam++",), **_):
+    calls = []
+
+    def fake(scan_a, scan_b, progress=None, cancel=None, methods=("gradcam++",), **kwargs):
+        calls.append(kwargs)
         def blob(scan):
             return {m: np.linspace(0, 1, scan.data.size, dtype=np.float32).reshape(scan.data.shape) for m in methods}
 
@@ -27,6 +30,7 @@ def fake_compare(monkeypatch):
     monkeypatch.setattr(RunWidget, "worker_kind", "thread")  # the patch lives in this process
     for name in ("show_error", "show_warning", "show_info"):
         monkeypatch.setattr(_notify, name, lambda *_: None)
+    return calls
 
 
 def test_comparison_side_by_side_with_its_notes(make_napari_viewer, qtbot, fake_compare):
@@ -43,8 +47,10 @@ def test_comparison_side_by_side_with_its_notes(make_napari_viewer, qtbot, fake_
     widget.image_b.setCurrentText("B")
     for method, box in widget.methods.items():
         box.setChecked(method in ("gradcam++", "smoe"))
+    widget.age_a.setValue(25.0)  # scan B's age not given
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=60000)
+    assert fake_compare[-1]["age_a"] == 25.0 and fake_compare[-1]["age_b"] is None  # the range check's input
 
     text = widget.results.toPlainText()
     for note in NOTES:

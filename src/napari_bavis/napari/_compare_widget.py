@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -52,6 +53,8 @@ class CompareWidget(RunWidget):
         self.model = ModelPicker("siamese", "demo-siamese", "Bundled Siamese demo model, or your own Siamese checkpoint")
         if prefs["device"] in ("auto", "cpu", "cuda"):
             self.model.device.setCurrentText(prefs["device"])
+        self.age_a, self.age_b = (_age_box(f"Chronological age of scan {x} in years (optional): one outside the "
+                                           "model's training ages gives a warning") for x in "AB")
         self.methods = {}
         methods_box = QGroupBox("Maps")
         grid = QGridLayout(methods_box)
@@ -88,6 +91,11 @@ class CompareWidget(RunWidget):
         form.addRow("Scan A", self.image_a)
         form.addRow("Scan B", self.image_b)
         form.addRow(self.model)
+        ages = QHBoxLayout()
+        ages.addWidget(self.age_a)
+        ages.addWidget(QLabel("B"))
+        ages.addWidget(self.age_b)
+        form.addRow("Age A", ages)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
@@ -106,7 +114,7 @@ class CompareWidget(RunWidget):
         layout.addWidget(self.maps)
         layout.addLayout(bottom)
         layout.addStretch(1)
-        self._inputs = [self.image_a, self.image_b, self.model, methods_box, self.export_button]
+        self._inputs = [self.image_a, self.image_b, self.model, self.age_a, self.age_b, methods_box, self.export_button]
         self.step_label.setWordWrap(True)  # a long step or export path wraps, never widens the dock
         self.research.setWordWrap(True)
 
@@ -127,7 +135,8 @@ class CompareWidget(RunWidget):
         self._pending = (names, _layers.scan_geometry(snap_a), _layers.scan_geometry(snap_b))
         self._run_layers = [(a.name, a), (b.name, b)]
         return "napari_bavis.napari._jobs:compare_snapshots", {
-            "snapshot_a": snap_a, "snapshot_b": snap_b, "model": model, "methods": tuple(self.chosen_methods()), "device": self.model.device.currentText()}
+            "snapshot_a": snap_a, "snapshot_b": snap_b, "model": model, "methods": tuple(self.chosen_methods()),
+            "device": self.model.device.currentText(), "age_a": _age(self.age_a), "age_b": _age(self.age_b)}
 
     def _result_stages(self, comparison):
         names, geo_a, geo_b = self._pending
@@ -197,6 +206,21 @@ class CompareWidget(RunWidget):
 
     def _exporter(self, kwargs: dict):
         return pipeline.export_comparison
+
+
+def _age_box(tooltip: str) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(-1.0, 120.0)
+    box.setDecimals(1)
+    box.setSpecialValueText("not given")
+    box.setValue(-1.0)
+    box.setSuffix(" y")
+    box.setToolTip(tooltip)
+    return box
+
+
+def _age(box: QDoubleSpinBox):
+    return None if box.value() < 0 else float(box.value())
 
 
 def comparison_text(comparison, names) -> str:
