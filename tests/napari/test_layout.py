@@ -11,25 +11,15 @@ width) and inside the dock's width — i.e. nothing is elided or cut off.
 import os
 import shutil
 
-import pytest
 from qtpy.QtCore import QPoint
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHeaderView, QLabel, QPushButton, QTableWidget, QWidget
 
-from napari_bavis.napari import _layers, _notify
+from napari_bavis.napari import _layers
 
-from test_analysis_widget import open_scan, tiny_files  # noqa: F401  (session fixture)
+from test_analysis_widget import errors, open_scan, tiny_files  # noqa: F401  (fixtures)
 from test_compare_widget import siamese_files  # noqa: F401  (module fixture)
 
 SCREEN = (1280, 800)
-
-
-@pytest.fixture
-def quiet(monkeypatch):
-    shown = []
-    monkeypatch.setattr(_notify, "show_error", shown.append)
-    monkeypatch.setattr(_notify, "show_warning", lambda *_: None)
-    monkeypatch.setattr(_notify, "show_info", lambda *_: None)
-    return shown
 
 
 def clipped_widgets(root) -> list[str]:
@@ -74,7 +64,7 @@ def _settle(qtbot, ms=300):
 
 
 def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qtbot, tiny_files, siamese_files,  # noqa: F811
-                                                           quiet, tmp_path):
+                                                           errors, tmp_path):
     ckpt, scan_path = tiny_files
     siamese, path_a, path_b = siamese_files
     viewer = make_napari_viewer(show=True)  # offscreen canvases render black under Xvfb
@@ -100,7 +90,7 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     compare.image_b.setCurrentText(path_b.name.split(".")[0])
     compare.run()
     qtbot.waitUntil(lambda: not compare.running, timeout=180000)
-    assert quiet == []
+    assert errors == []
     # the comparison side by side: scan A and its maps in the first cell, scan B and its maps in the second
     assert viewer.grid.enabled
     stride = viewer.grid.stride
