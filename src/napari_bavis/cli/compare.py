@@ -61,17 +61,13 @@ def cmd_compare(args) -> int:
 
 
 def demo_sample():
-    """(image, chronological age, sex, label) of the demo scan: the phantoms' old AD-like subject when
-    that package offers it, else the foundation's synthetic native-space scan."""
-    try:
-        from ..phantoms import SAMPLE_KINDS, sample_subject
+    """(image, chronological age, sex, label) of the demo scan: the phantoms' old AD-like subject,
+    generated once and then read from the sample cache (sample_cache.py), as the napari sample is."""
+    from ..phantoms.generator import SAMPLE_KINDS
+    from ..sample_cache import phantom_sample
 
-        spec = SAMPLE_KINDS["old AD-like"]
-        return sample_subject("old AD-like"), spec["age"], spec["sex"], "old AD-like phantom"
-    except (ImportError, KeyError):
-        from ..samples import synthetic_native_scan
-
-        return synthetic_native_scan(), None, None, "synthetic native-space scan"
+    spec = SAMPLE_KINDS["old AD-like"]
+    return phantom_sample("old AD-like"), spec["age"], spec["sex"], "old AD-like phantom"
 
 
 def cmd_demo(args) -> int:
