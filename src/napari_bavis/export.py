@@ -151,7 +151,8 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
 
 def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: str, method: str | None = None) -> None:
     """Three planes through the strongest voxel of ``method`` (default: the thesis's final map, if computed)."""
-    from .figure import three_plane_figure, write_bytes_atomic
+    from .figure import three_plane_figure
+    from .outputs import write_bytes_atomic
 
     shown = method or figure_method(maps)
     png = three_plane_figure(
@@ -178,7 +179,7 @@ def export_analysis(
     run never leaves half results. Returns the report dict. Default cut: the top 5 % of each map;
     a ``threshold`` without ``mode`` is a map value (regions.resolve_threshold).
     """
-    from .figure import write_bytes_atomic
+    from .outputs import write_bytes_atomic
 
     threshold, mode = resolve_threshold(threshold, mode)
     out_dir = Path(out_dir)
@@ -247,7 +248,7 @@ def export_comparison(
 ) -> dict:
     """Write each scan's maps (NIfTI, that scan file's space), one three-plane PNG per scan and
     report.json into ``out_dir``, through a temporary folder renamed at the end. Returns the report."""
-    from .figure import write_bytes_atomic
+    from .outputs import write_bytes_atomic
 
     out_dir = Path(out_dir)
     inputs = (comparison.scan_a.path, comparison.scan_b.path)

@@ -7,7 +7,6 @@ anterior/superior up and the patient's right on the right (neurological) unless 
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 
@@ -85,11 +84,3 @@ def _orientation_letters(ax, plane: str, flipped_lr: bool) -> None:
     ax.text(0.99, 0.5, right, ha="right", va="center", **style)
     ax.text(0.5, 0.01, bottom, ha="center", va="bottom", **style)
     ax.text(0.5, 0.99, top, ha="center", va="top", **style)
-
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> str:
-    from .io import atomic_target
-
-    with atomic_target(path) as tmp:
-        tmp.write_bytes(payload)
-    return str(path)

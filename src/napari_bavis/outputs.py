@@ -203,3 +203,13 @@ def clean_stale_parts(out: str | os.PathLike, name: str, before: float) -> int:
         except OSError:
             continue
     return removed
+
+
+def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> str:
+    """``payload`` into ``path`` through a temporary file renamed over it (a reader never sees half a
+    PNG, PDF or report); returns the path. Generic output I/O: the figures, reports and tables use it."""
+    from .io import atomic_target
+
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(payload)
+    return str(path)

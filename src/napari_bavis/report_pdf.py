@@ -228,6 +228,6 @@ def report_pdf_bytes(analysis, report: dict) -> bytes:
 
 def write_report_pdf(path, analysis, report: dict) -> str:
     """Write :func:`report_pdf_bytes` atomically to ``path``."""
-    from .figure import write_bytes_atomic
+    from .outputs import write_bytes_atomic
 
     return write_bytes_atomic(Path(path), report_pdf_bytes(analysis, report))

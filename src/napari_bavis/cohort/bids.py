@@ -169,7 +169,7 @@ def dataset_description(bids_dir) -> dict:
 
 
 def write_dataset_description(out_dir, bids_dir) -> Path:
-    from ..figure import write_bytes_atomic
+    from ..outputs import write_bytes_atomic
     from ..outputs import locked
 
     path = Path(out_dir) / "dataset_description.json"
@@ -262,7 +262,7 @@ def _export(analysis, scan: BidsScan, options: ParticipantOptions, work: Path) -
     from .. import pipeline
     import nibabel as nib
 
-    from ..figure import write_bytes_atomic
+    from ..outputs import write_bytes_atomic
     from ..io import write_nifti
 
     report = pipeline.export_analysis(analysis, work, threshold=options.threshold, mode=options.mode)

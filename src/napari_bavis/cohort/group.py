@@ -105,7 +105,7 @@ def _cell(value) -> str:
 
 
 def write_tsv(path: Path, rows: list[dict]) -> None:
-    from ..figure import write_bytes_atomic
+    from ..outputs import write_bytes_atomic
 
     columns = [c for c in rows[0] if not c.startswith("_")] if rows else []
     for r in rows:
@@ -159,7 +159,7 @@ def run_group(bids_dir, out_dir, column: str = "group", fit_on: str | None = Non
     """The whole group level; returns {"rows", "stats", "fit", "files"}. ``fit_on``: the value of
     ``fit_column`` (default ``column``) whose scans fit the bias correction ("all": every scan; None:
     the controls if ``column`` has a value ``control``/``controls``/``hc``, else every scan)."""
-    from ..figure import write_bytes_atomic
+    from ..outputs import write_bytes_atomic
     from .summary_figure import summary_figure
 
     out = Path(out_dir) / "group"

@@ -57,7 +57,7 @@ def result_row(name: str, path, status: str, report: dict | None, sex=None, erro
 
 def write_results(csv_path: Path, rows: list[dict]) -> None:
     """Merge with rows already there (kept unless this run redid that scan), then replace atomically."""
-    from ..figure import write_bytes_atomic
+    from ..outputs import write_bytes_atomic
 
     merged: dict[str, dict] = {}
     if csv_path.is_file():

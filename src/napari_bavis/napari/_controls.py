@@ -116,7 +116,6 @@ class LayerCombo(QComboBox):
         if current is not None and current.name in names:
             self.setCurrentText(current.name)
         self.blockSignals(False)
-        self._last = self.layer()
 
     def layer(self):
         name = self.currentText()
