@@ -65,6 +65,19 @@ def test_display_widget_docks_and_switches_convention(make_napari_viewer):
     assert settings.load()["convention"] == "radiological"
 
 
+def test_display_dock_leaves_the_dock_area_to_the_analysis_below_it(make_napari_viewer, qtbot):
+    """The demo docks Brain display, then the analysis: napari gave the first dock most of an
+    800 px area (the analysis got ~100 px); the three-row display dock keeps only its own height."""
+    viewer = make_napari_viewer(show=True)
+    dock_d, _ = viewer.window.add_plugin_dock_widget("napari-bavis", "Brain display")
+    dock_a, _ = viewer.window.add_plugin_dock_widget("napari-bavis", "Brain age analysis")
+    window = viewer.window._qt_window
+    window.showNormal()
+    window.resize(1280, 800)
+    qtbot.wait(300)
+    assert dock_d.height() < 200 and dock_a.height() > 3 * dock_d.height(), (dock_d.height(), dock_a.height())
+
+
 def test_opening_a_bad_file_adds_nothing_and_raises_nothing(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     bad = tmp_path / "broken.nii.gz"

@@ -26,6 +26,8 @@ class DisplayWidget(Container):
             tooltip="Neurological: patient's right on the right. Radiological: patient's right on the left.",
         )
         self.extend([self.plane, self.convention, Label(value=RESEARCH_ONLY)])
+        # Three rows: never more height than that, so a dock below it (the analysis) gets the rest.
+        self.native.setMaximumHeight(self.native.sizeHint().height())
         self.plane.changed.connect(self._apply)
         self.convention.changed.connect(self._on_convention)
         viewer.layers.events.inserted.connect(self._apply)
