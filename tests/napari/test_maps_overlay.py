@@ -81,6 +81,13 @@ def test_one_map_visible_at_a_time_with_its_legend(make_napari_viewer, qtbot, bl
     assert not layers["gradcam"].colorbar.visible
     assert _visible(viewer) == sorted([layers["gradcam"].name, layers["gradcam++"].name])
 
+    # one colour bar on the canvas, whichever panel drew the other (the compare widget's map here)
+    other = viewer.add_image(layers[best].data.copy(), name="other panel's map")
+    other.colorbar.visible = True
+    widget.maps.regions_of.setCurrentIndex(index)
+    assert not other.colorbar.visible and layers["gradcam"].colorbar.visible
+    viewer.layers.remove(other)
+
     # clearing the results takes the legend away
     widget.clear_results()
     assert _legend(viewer) == "" and map_layers(viewer) == []

@@ -60,15 +60,19 @@ def legend_text(entry: dict, cut: float, threshold: float, mode: str, with_scan:
     return "\n".join(lines)
 
 
-def show_legend(viewer, entries: list[dict], selected: dict, text: str) -> None:
-    """The selected map's colour bar on (the others' off) and ``text`` in the canvas text overlay."""
-    for entry in entries:
-        bar = entry["layer"].colorbar
-        if entry is selected:
-            bar.position = LEGEND_POSITION
-            bar.size = (18, 120)
-            bar.font_size = 9
-        bar.visible = entry is selected
+def show_legend(viewer, selected: dict, text: str) -> None:
+    """The selected map's colour bar on and ``text`` in the canvas text overlay. Every other layer's
+    colour bar goes off, the other panel's too: the canvas has one text overlay, so with the analysis
+    and the compare widget both open, two bars under one legend would name only one of them."""
+    bar = selected["layer"].colorbar
+    bar.position = LEGEND_POSITION
+    bar.size = (18, 120)
+    bar.font_size = 9
+    for layer in viewer.layers:
+        other = getattr(layer, "colorbar", None)
+        if other is not None and other.visible and not same(layer, selected["layer"]):
+            other.visible = False
+    bar.visible = True
     overlay = text_overlay(viewer)
     overlay.position = LEGEND_POSITION
     overlay.font_size = 10

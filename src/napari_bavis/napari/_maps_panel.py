@@ -172,7 +172,7 @@ class MapsPanel(QGroupBox):
             return
         text = _map_view.legend_text(entry, self.cutoff(entry["values"]), self.threshold.value(), self.mode_key(),
                                      with_scan=len({e["scan"] for e in live}) > 1)
-        _map_view.show_legend(self._viewer, live, entry, text)
+        _map_view.show_legend(self._viewer, entry, text)
 
     # --- threshold ---------------------------------------------------------------------------
     def mode_key(self) -> str:
