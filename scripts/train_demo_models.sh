@@ -20,7 +20,7 @@ from napari_bavis.training import train_brain_age, train_siamese
 
 out, resume = Path(sys.argv[1]), sys.argv[2] == "1"
 command = "scripts/train_demo_models.sh"
-ba = train_brain_age(out / "demo.pt", n_subjects=200, epochs=14, grid=3.0, seed=2026, resume=resume,
+ba = train_brain_age(out / "demo.pt", n_subjects=200, epochs=18, grid=3.0, seed=2026, resume=resume,
                      workers=2, command=command, through_pipeline=True)
 print("demo:", ba.extra["training_metrics"], ba.bias_correction, flush=True)
 siam = train_siamese(out / "demo-siamese.pt", n_subjects=160, epochs=40, grid=3.0, seed=2027, resume=resume,

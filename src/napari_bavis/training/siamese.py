@@ -15,10 +15,12 @@ from ._common import (
     resume_path,
     seed_everything,
 )
+from .brain_age import DEMO_BA_CHANNELS
 from .data import DEMO_INPUT, INPUTS_NOTE, load_splits, pipeline_card, split_by_subject
 from .fit_loop import fit
 
-DEMO_SIAMESE_CHANNELS = (4, 8, 16, 32)
+#: The BA demo's trunk (``init_trunk_from`` the bundled demo needs the same channels).
+DEMO_SIAMESE_CHANNELS = DEMO_BA_CHANNELS
 #: Cohort of the Siamese demo: healthy and AD-like (CDR 1 or 2) only, in a 20-year band of old age
 #: (over 55-90 y, age differences swamp the disease: a healthy 88-year-old looks like an AD-like 62-year-old).
 SIAMESE_AGES = (65.0, 85.0)
