@@ -105,9 +105,13 @@ def test_no_stall_during_a_run_with_two_cpu_burners(make_napari_viewer, qtbot, t
     assert phases["computing"][0].size > 50
     # The worker process never holds the viewer, and the results go in one short piece per event-loop
     # turn: 150 ms, unless the machine alone already stalls the viewer longer (other users' jobs on
-    # top of the burners); then twice that.
+    # top of the burners); then twice that; plus twice the GUI thread's own CPU in the gap (a loaded
+    # machine stretches a turn's own work; a gap with no work of the viewer's, e.g. a wait on the
+    # GUI thread, gets no allowance)
     bound = max(0.150, 2 * idle.max(), 2 * starved)
-    assert phases["computing"][0].max() <= bound and phases["adding"][0].max() <= bound
+    for name in ("computing", "adding"):
+        wall, own = phases[name]
+        assert (wall <= bound + 2 * own).all(), (name, 1000 * wall.max(), 1000 * own[np.argmax(wall)])
     # What the viewer itself does in one turn, whatever the load: little while computing, one
     # layer's worth (napari's own cost) while adding
     assert phases["computing"][1].max() <= 0.050 and phases["adding"][1].max() <= 0.100
