@@ -86,3 +86,24 @@ def test_demo_samples_through_the_whole_pipeline_get_plausible_ages():
     assert ages["young healthy"] < ages["old healthy"] < ages["old AD-like"], ages
     assert abs(ages["young healthy"] - SAMPLE_KINDS["young healthy"]["age"]) < 12, ages
     assert abs(ages["old healthy"] - SAMPLE_KINDS["old healthy"]["age"]) < 12, ages
+
+
+def test_gradcam_points_into_the_ventricles(demo, phantoms):
+    """Issue 12 item 6: the bundled demo's Grad-CAM (at the layer its card names) has its maximum in
+    the ventricles (grown by one voxel) and puts at least 3x their share of the brain into them."""
+    from scipy.ndimage import binary_dilation
+
+    model, card = demo
+    assert card.architecture_kwargs.get("gradcam_layer") == model.gradcam_layer
+    items = [item for cdr in (0.0, 1.0, 2.0) for item in phantoms[cdr]]
+    x = torch.as_tensor(np.stack([xi for xi, _ in items]))[:, None]
+    maps = compute_maps(model, x, methods=("gradcam",))["gradcam"].reshape(len(items), *x.shape[2:])
+    hits, ratios = [], []
+    for saliency, (_, masks) in zip(maps, items):
+        brain, ventricles = masks["brain"], masks["ventricles"]
+        peak = np.argmax(np.where(brain, saliency, -np.inf))
+        hits.append(bool((binary_dilation(ventricles) & brain).ravel()[peak]))
+        positive = np.clip(saliency, 0, None)
+        ratios.append((positive[ventricles].sum() / positive[brain].sum()) / (ventricles.sum() / brain.sum()))
+    assert np.mean(hits) >= 0.8, hits
+    assert np.mean(ratios) >= 3.0, ratios

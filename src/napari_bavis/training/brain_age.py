@@ -23,8 +23,8 @@ from .fit_loop import fit
 #: for the maps to find the ventricles (docs/training.md, "Validation and fidelity").
 DEMO_BA_CHANNELS = (4, 16, 32)
 #: Grad-CAM layer of the demo: the second block's ReLU (30x36x30, 6 mm cells). On held-out phantoms
-#: through the pipeline its Grad-CAM points into the ventricles in 24 of 24 cases; the last stage's
-#: (12 mm) in 20 of 24 with a third of the energy in the mask (bench_fidelity's layer table).
+#: through the pipeline its Grad-CAM points into the ventricles in 24 of 24 cases with 6.8x chance
+#: energy; the last stage's (12 mm) in 20 of 24 with 2.0x (bench_fidelity's layer table).
 DEMO_BA_CAM_LAYER = "trunk.block_1.relu"
 AGE_RANGE = (20.0, 90.0)
 #: The net is trained on standardised ages z = (age - centre) / scale (unit-sized targets train far
