@@ -176,7 +176,7 @@ class RunWidget(QWidget):
             self.compute_s = time.perf_counter() - self._started
             self.step_label.setText("adding the results to the viewer…")
             self._stages = list(self._result_stages(value))
-            QTimer.singleShot(0, self._next_stage)
+            QTimer.singleShot(self.STAGE_PAUSE_MS, self._next_stage)
             return
         self._end_run()
         if status == "dropped":
@@ -188,6 +188,10 @@ class RunWidget(QWidget):
             self.step_label.setText("failed")
             _notify.show_error(_one_line(status, value, self.WHAT))
 
+    #: Between two result stages: a timer, not a posted call (``singleShot(0)``), so that overdue
+    #: timers and input are served between them; a chain of posted calls runs back to back.
+    STAGE_PAUSE_MS = 1
+
     def _next_stage(self) -> None:
         """One result layer per event-loop turn: napari needs GUI-thread time for each new layer,
         and the viewer keeps answering in between."""
@@ -198,7 +202,7 @@ class RunWidget(QWidget):
             self._stages = []
             _notify.show_error(f"{self.WHAT}: {err}")
         if self._stages:
-            QTimer.singleShot(0, self._next_stage)
+            QTimer.singleShot(self.STAGE_PAUSE_MS, self._next_stage)
             return
         self._end_run()
         if self._dropped:  # the scan went while its results were being added: none stay
