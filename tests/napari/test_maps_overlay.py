@@ -148,3 +148,29 @@ def test_outlines_follow_the_selector_and_never_take_the_selection(make_napari_v
     assert viewer.layers.selection.active is chosen["layer"] and outlines not in viewer.layers.selection
     assert _layers.result_layers(viewer, "analysis", "regions") == [outlines]
     assert outlines.metadata["bavis_method"] == chosen["method"] and outlines.visible
+
+
+def test_each_map_is_cut_once_per_threshold(make_napari_viewer, qtbot, blob_scan, counted_analyze, errors,
+                                            monkeypatch):
+    """The colormap, the "cut at" line, the legend and the regions all ask for a map's cut: a top-k %
+    cut of a 1 mm map is a percentile, so it is computed once per map and threshold (and not at all
+    when the worker sent it)."""
+    from napari_bavis.napari import _maps_panel
+
+    viewer = make_napari_viewer()
+    _, widget = _run(viewer, qtbot, blob_scan)
+    calls = []
+    real = _maps_panel.threshold_value
+    monkeypatch.setattr(_maps_panel, "threshold_value", lambda *a: calls.append(a[1:]) or real(*a))
+    entries = list(widget.maps._entries)
+    widget.maps.set_maps(entries)  # a fresh panel state over the same maps: cuts remembered
+    assert calls == []
+    widget.maps.set_threshold(10.0, "top_percent")
+    widget.maps.update_regions()
+    assert sorted(calls) == [(10.0, "top_percent")] * len(entries)
+    cut = threshold_value(entries[0]["values"], 10.0, "top_percent")
+    assert widget.maps.cutoff(entries[0]["values"]) == cut
+    # a cut handed over (the worker's) is used as it is
+    widget.maps.remember_cut(entries[0]["values"], 20.0, "top_percent", 0.123)
+    widget.maps.set_threshold(20.0, "top_percent")
+    assert widget.maps.cutoff(entries[0]["values"]) == 0.123

@@ -238,7 +238,7 @@ class AnalysisWidget(RunWidget):
             pre = getattr(analysis, "cutoffs", None)  # computed by the worker for the threshold it was given
             if pre is not None and pre[:2] == (float(self.maps.threshold.value()), self.maps.mode_key()):
                 if method in pre[2]:
-                    return pre[2][method]
+                    self.maps.remember_cut(values, pre[0], pre[1], pre[2][method])
             return self.maps.cutoff(values)
 
         def make_map(method, values) -> None:

@@ -51,6 +51,7 @@ class MapsPanel(QGroupBox):
         self._viewer = viewer
         self._tag = tag
         self._entries: list[dict] = []
+        self._cuts: dict = {}  # (id of a map's values, threshold, mode) -> (values, cut); see cutoff()
         self._regions: list = []
         self._last_value = {"value": 0.3, "top_percent": DEFAULT_THRESHOLD}
         self.mode = QComboBox()
@@ -212,7 +213,17 @@ class MapsPanel(QGroupBox):
             self.set_threshold(value, mode)
 
     def cutoff(self, values: np.ndarray) -> float:
-        return threshold_value(values, self.threshold.value(), self.mode_key())
+        """The map value ``values`` is cut at, remembered per map and threshold: a top-k % cut of a
+        1 mm map is a percentile (tens of ms), asked for by the colormap, the legend and the regions."""
+        key = (id(values), float(self.threshold.value()), self.mode_key())
+        held = self._cuts.get(key)
+        if held is None or held[0] is not values:  # (the array is kept: an id is reused once freed)
+            held = self._cuts[key] = (values, float(threshold_value(values, key[1], key[2])))
+        return held[1]
+
+    def remember_cut(self, values: np.ndarray, threshold: float, mode: str, cut: float) -> None:
+        """A cut computed elsewhere (the worker cuts each map at the widget's threshold)."""
+        self._cuts[(id(values), float(threshold), mode)] = (values, float(cut))
 
     def apply_threshold(self, *_) -> None:
         """Swap each map layer's colormap for one transparent up to its cutoff; regions follow."""
@@ -230,6 +241,8 @@ class MapsPanel(QGroupBox):
     def set_maps(self, entries: list[dict]) -> None:
         """entries: dicts with layer, values, affine (display grid -> RAS), geometry, method, scan."""
         self._entries = entries
+        live_ids = {id(e["values"]) for e in entries}
+        self._cuts = {k: v for k, v in self._cuts.items() if k[0] in live_ids}
         self.regions_of.blockSignals(True)
         self.regions_of.clear()
         for entry in entries:
@@ -248,6 +261,7 @@ class MapsPanel(QGroupBox):
     def clear(self) -> None:
         _map_view.hide_legend(self._viewer, self._live_entries())
         self._entries = []
+        self._cuts = {}
         self._regions = []
         self._labels = None
         self.regions_of.clear()
