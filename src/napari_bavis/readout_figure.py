@@ -36,7 +36,11 @@ def faithfulness_figure(faithfulness: dict, titles=None, width_in: float = 7.0) 
     for ax in axes[-1]:
         ax.set_xlabel("% of brain voxels, top-ranked first", fontsize=7)
     fig.suptitle("Faithfulness: deletion should fall below random, insertion rise above it", fontsize=9)
-    fig.tight_layout()
+    # Fixed margins in inches rather than tight_layout, which draws the whole figure once more to
+    # measure it (0.4 of the figure's 1.1 s on a real scan's report).
+    height = fig.get_figheight()
+    fig.subplots_adjust(left=0.09, right=0.985, bottom=0.5 / height, top=1 - 0.5 / height, wspace=0.22,
+                        hspace=0.75 / 1.9 * 1.5)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
