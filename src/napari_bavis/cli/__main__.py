@@ -1,7 +1,5 @@
 """``python -m napari_bavis.cli``: the same as the ``napari-bavis`` command."""
 
-import sys
+from . import run
 
-from . import main
-
-sys.exit(main())
+run()
