@@ -76,27 +76,34 @@ def activated_regions(
     voxel_mm3 = float(abs(np.linalg.det(affine[:3, :3])))
     import cc3d  # 26-connected labelling about 5 times faster than scipy's on a whole scan
 
-    labels, n = cc3d.connected_components(values > cutoff, connectivity=26, return_N=True)
-    labels = labels.astype(np.int32, copy=False)
+    above = values > cutoff
+    out = np.zeros(values.shape, np.int32)
+    # Everything below runs on the box around the voxels above the cut, and per voxel only on those:
+    # a 1 mm map of a real scan has ~19 M voxels, the top 5 % of its support a few hundred thousand.
+    box = _bounding_box(above)
+    if box is None:
+        return out, []
+    labels, n = cc3d.connected_components(np.ascontiguousarray(above[box]), connectivity=26, return_N=True)
+    labels = np.ascontiguousarray(labels)
     if n == 0:
-        return labels, []
-    # Sizes, sums and value-weighted centroids from the labelled voxels only (bincount, no sort);
-    # each peak inside its component's bounding box (cc3d gives the boxes).
+        return out, []
     flat = np.flatnonzero(labels)
-    lab = labels.ravel()[flat] - 1
-    val = values.ravel()[flat]
-    coords = np.unravel_index(flat, values.shape)
+    lab = labels.ravel()[flat].astype(np.int64) - 1
+    coords = np.unravel_index(flat, labels.shape)
+    val = values[box][coords]
+    # Sizes, sums and value-weighted centroids by bincount; each component's peak is its last voxel
+    # once sorted by (label, value, -index): the strongest, and of equals the first in C order.
     sizes = np.bincount(lab, minlength=n).astype(float)
     sums = np.bincount(lab, weights=val, minlength=n)
     safe = np.where(sums > 0, sums, 1.0)
-    centroids = list(zip(*(np.bincount(lab, weights=val * c, minlength=n) / safe for c in coords)))
-    peaks, peak_values = [], np.zeros(n)
-    for i, box in enumerate(cc3d.statistics(labels)["bounding_boxes"][1:n + 1]):
-        inside = np.where(labels[box] == i + 1, values[box], -np.inf)
-        j = np.unravel_index(int(np.argmax(inside)), inside.shape)
-        peaks.append(tuple(float(sl.start + k) for sl, k in zip(box, j)))
-        peak_values[i] = inside[j]
-    total = float(values[values > 0].sum()) or 1.0
+    starts = [b.start for b in box]
+    centroids = list(zip(*(np.bincount(lab, weights=val * (c + s0), minlength=n) / safe
+                           for c, s0 in zip(coords, starts))))
+    order = np.lexsort((-flat, val, lab))
+    last = order[np.searchsorted(lab[order], np.arange(n), side="right") - 1]
+    peaks = [tuple(float(c[j] + s0) for c, s0 in zip(coords, starts)) for j in last]
+    peak_values = val[last]
+    total = float(values.sum(where=values > 0, dtype=np.float64)) or 1.0
 
     keep = [i for i in range(n) if sizes[i] * voxel_mm3 >= min_size_mm3]
     keep.sort(key=lambda i: -sums[i])
@@ -114,7 +121,19 @@ def activated_regions(
                 share_of_map=float(sums[i] / total),
             )
         )
-    return relabel[labels], table
+    out[box] = relabel[labels]
+    return out, table
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """The smallest box holding every True voxel of ``mask`` (None when there is none)."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def _to_ras(affine: np.ndarray, index) -> tuple[float, float, float]:
