@@ -11,13 +11,12 @@ from .io import Scan
 
 def _display_brain_mask(pre, scan: Scan) -> np.ndarray | None:
     """Preprocessing's brain mask (on the file's own grid) on the scan's display grid (nearest)."""
-    from .preprocess.geometry import resample
+    from .preprocess.geometry import resample_mask
 
     mask = getattr(pre, "brain_mask", None)
     if mask is None:
         return None
-    values = resample(np.asarray(mask.dataobj, np.float32), mask.affine, scan.data.shape, scan.display_affine, order=0)
-    return values > 0.5
+    return resample_mask(np.asarray(mask.dataobj) > 0.5, mask.affine, scan.data.shape, scan.display_affine)
 
 
 def _qc_images(pre, display_mask: np.ndarray | None, scan: Scan) -> dict:
@@ -43,6 +42,7 @@ def _maps_on_scan(pre, scan: Scan, maps_model: dict, inside: np.ndarray | None) 
 def _maps_on_grid(maps_model: dict, grid_affine, template_to_scan, shape, affine, inside) -> dict[str, np.ndarray]:
     """Model-grid maps resampled onto the voxel grid (shape, affine), clipped to [0, 1], zero outside ``inside``."""
     from .preprocess.geometry import resample
+    from .regions import bounding_box
 
     if not maps_model:
         return {}
@@ -50,18 +50,21 @@ def _maps_on_grid(maps_model: dict, grid_affine, template_to_scan, shape, affine
     # Only the brain's bounding box is resampled (everything outside it is zero anyway): on a real
     # 288x288x181 scan that is about half the voxels.
     box = tuple(slice(0, n) for n in shape)
-    if inside is not None and inside.any():
-        box = tuple(slice(int(idx.min()), int(idx.max()) + 1) for idx in np.nonzero(inside))
+    inner = bounding_box(inside) if inside is not None else None
+    if inner is not None:
+        box = inner
     box_affine = np.array(affine, float)
     box_affine[:3, 3] = box_affine[:3, :3] @ np.array([b.start for b in box]) + box_affine[:3, 3]
     stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), grid_affine,
                      tuple(b.stop - b.start for b in box), box_affine, out_to_in_ras=np.linalg.inv(template_to_scan))
+    inside_box = inside[box] if inside is not None else None
     out = {}
     for name, values in zip(names, stack):
+        np.clip(values, 0.0, 1.0, out=values)
+        if inside_box is not None:  # zero outside the brain: within the box (outside it all is zero)
+            np.multiply(values, inside_box, out=values)
         native = np.zeros(tuple(shape), np.float32)
-        native[box] = np.clip(values, 0.0, 1.0)
-        if inside is not None:
-            native[~inside] = 0.0
+        native[box] = values
         out[name] = native
     return out
 

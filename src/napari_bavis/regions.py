@@ -80,7 +80,7 @@ def activated_regions(
     out = np.zeros(values.shape, np.int32)
     # Everything below runs on the box around the voxels above the cut, and per voxel only on those:
     # a 1 mm map of a real scan has ~19 M voxels, the top 5 % of its support a few hundred thousand.
-    box = _bounding_box(above)
+    box = bounding_box(above)
     if box is None:
         return out, []
     labels, n = cc3d.connected_components(np.ascontiguousarray(above[box]), connectivity=26, return_N=True)
@@ -125,7 +125,12 @@ def activated_regions(
     return out, table
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+def _to_ras(affine: np.ndarray, index) -> tuple[float, float, float]:
+    ras = affine[:3, :3] @ np.asarray(index, dtype=float) + affine[:3, 3]
+    return tuple(round(float(v), 2) for v in ras)
+
+
+def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
     """The smallest box holding every True voxel of ``mask`` (None when there is none)."""
     box = []
     for axis in range(mask.ndim):
@@ -134,8 +139,3 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
             return None
         box.append(slice(int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
-
-
-def _to_ras(affine: np.ndarray, index) -> tuple[float, float, float]:
-    ras = affine[:3, :3] @ np.asarray(index, dtype=float) + affine[:3, 3]
-    return tuple(round(float(v), 2) for v in ras)

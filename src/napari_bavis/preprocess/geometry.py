@@ -65,6 +65,26 @@ def sitk_transform_to_ras(tx) -> np.ndarray:
     return _FLIP @ m @ _FLIP
 
 
+def resample_mask(mask: np.ndarray, affine: np.ndarray, out_shape, out_affine: np.ndarray) -> np.ndarray:
+    """A binary mask on another grid (nearest neighbour, False outside), resampled as 8-bit pixels:
+    a 1 mm brain mask onto an oblique scan's display grid in 0.1 s instead of 0.5 s as float32."""
+    src = sitk.GetImageFromArray(np.ascontiguousarray((np.asarray(mask) > 0).astype(np.uint8).transpose(2, 1, 0)))
+    spacing, origin, direction = _geometry(affine)
+    src.SetSpacing(spacing)
+    src.SetOrigin(origin)
+    src.SetDirection(direction)
+    spacing, origin, direction = _geometry(out_affine)
+    f = sitk.ResampleImageFilter()
+    f.SetSize(tuple(int(s) for s in out_shape))
+    f.SetOutputSpacing(spacing)
+    f.SetOutputOrigin(origin)
+    f.SetOutputDirection(direction)
+    f.SetInterpolator(sitk.sitkNearestNeighbor)
+    f.SetDefaultPixelValue(0)
+    f.SetOutputPixelType(sitk.sitkUInt8)
+    return np.ascontiguousarray(sitk.GetArrayFromImage(f.Execute(src)).transpose(2, 1, 0)) > 0
+
+
 def resample(
     array: np.ndarray,
     affine: np.ndarray,
