@@ -149,15 +149,21 @@ def _write_maps(folder: Path, scan: Scan, maps: dict, prefix: str, threshold, mo
     return files, regions
 
 
-def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: str, method: str | None = None) -> None:
-    """Three planes through the strongest voxel of ``method`` (default: the thesis's final map, if computed)."""
+def _write_figure(path: Path, scan: Scan, maps: dict, threshold, mode, title: str, method: str | None = None,
+                  cutoffs: dict | None = None) -> None:
+    """Three planes through the strongest voxel of ``method`` (default: the thesis's final map, if computed);
+    ``cutoffs``: each map's cut already measured (a top-k % cut is a percentile of the whole map)."""
     from .figure import three_plane_figure
     from .outputs import write_bytes_atomic
 
     shown = method or figure_method(maps)
+    cutoff = threshold
+    if shown:
+        cutoff = (cutoffs or {}).get(shown)
+        cutoff = threshold_value(maps[shown], threshold, mode) if cutoff is None else cutoff
     png = three_plane_figure(
         scan.data, scan.scale, maps.get(shown) if shown else None,
-        cutoff=threshold_value(maps[shown], threshold, mode) if shown else threshold,
+        cutoff=cutoff,
         title=title + (f" — {method_title(shown)}" if shown else ""), overlay_label=method_title(shown) if shown else "",
     )
     write_bytes_atomic(path, png)
@@ -190,7 +196,8 @@ def export_analysis(
         def draw(files, regions):
             # Matplotlib holds the interpreter while the NIfTI writes (gzip, SimpleITK resampling) in
             # their threads mostly do not: drawn here, the figures and the PDF run beside them.
-            _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method)
+            _write_figure(tmp / "figure.png", analysis.scan, analysis.maps, threshold, mode, title, figure_method,
+                          cutoffs={m: r["cutoff"] for m, r in regions.items()})
             report.update(analysis_report(analysis, threshold, mode, regions, files))
             if analysis.faithfulness:  # each map's deletion/insertion curves (readout_figure.py)
                 from .readout_figure import faithfulness_figure

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .figure import display_range
 from .methods import FIGURE_PREFERENCE as _FIGURE_PREFERENCE
 from .methods import title as method_title
 
@@ -69,7 +70,7 @@ def _three_planes(fig, rect_top: float, scan, overlay, cutoff: float, label: str
     sz, sy, sx = (float(v) for v in scan.scale)
     source = overlay if overlay is not None and np.any(overlay > 0) else data
     point = np.unravel_index(int(np.argmax(source)), source.shape)
-    lo, hi = np.percentile(data[data > 0], [1, 99.5]) if np.any(data > 0) else (0.0, 1.0)
+    lo, hi = display_range(data)
     aspects = {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}
     shown = None
     for i, (name, img, ov, letters) in enumerate(_planes(data, overlay, point)):
@@ -126,7 +127,8 @@ def _qc_thumbnails(fig, top: float, analysis) -> None:
     mask = qc.get("brain mask")
     if mask is not None:
         m = np.asarray(mask.dataobj) > 0
-        s = data.shape[0] // 2 if not m.any() else int(np.round(np.nonzero(m)[0].mean()))
+        per_slice = m.sum(axis=(1, 2))  # the mask's axial centre of mass, without listing its voxels
+        s = data.shape[0] // 2 if not per_slice.any() else int(np.round(np.average(np.arange(m.shape[0]), weights=per_slice)))
         axes.append(("brain mask (red outline) on the scan, axial", data[s], m[s].astype(float)))
     reg, tpl = qc.get("registered scan"), qc.get("template")
     if reg is not None and tpl is not None:
@@ -203,7 +205,8 @@ def report_pdf_bytes(analysis, report: dict) -> bytes:
         y = _text_block(fig, 0.06, 0.93, _identification(report, analysis), 8.5, width=110)
         y = _text_block(fig, 0.06, y - 0.012, _results(report), 11.5, width=80)
         overlay = analysis.maps.get(method) if method else None
-        cutoff = threshold_value(overlay, threshold, mode) if overlay is not None else 1.0
+        known = ((report.get("regions") or {}).get(method) or {}).get("cutoff")  # export measured it already
+        cutoff = 1.0 if overlay is None else known if known is not None else threshold_value(overlay, threshold, mode)
         _three_planes(fig, y - 0.03, analysis.scan, overlay, cutoff, method_title(method) if method else "no map")
         warnings = report.get("warnings") or []
         y = _text_block(fig, 0.06, y - 0.38, ["Warnings:"] + ([f"• {w}" for w in warnings] or ["none"]), 9, width=100)

@@ -76,3 +76,15 @@ def test_report_pdf_says_why_a_corrected_gap_is_missing_and_uses_method_titles()
                                 "random_insertion_auc": 1.5}}
     lines = report_pdf._faithfulness_lines({"faithfulness": faith})
     assert any("SMOE×Grad-CAM++: deletion 1.000" in line for line in lines)
+
+
+def test_figure_display_range_from_a_sample_matches_the_whole_scan():
+    from napari_bavis.figure import display_range
+
+    rng = np.random.default_rng(1)
+    scan = np.zeros((120, 140, 130), np.float32)  # 2.2 M voxels: the sampled path
+    scan[20:100, 20:120, 15:115] = rng.gamma(4.0, 50.0, (80, 100, 100))
+    lo, hi = display_range(scan)
+    exact = np.percentile(scan[scan > 0], [1, 99.5])
+    assert lo == pytest.approx(exact[0], rel=0.03) and hi == pytest.approx(exact[1], rel=0.03)
+    assert display_range(np.zeros((4, 4, 4), np.float32)) == (0.0, 1.0)
