@@ -13,6 +13,7 @@ from ..outputs import OutputError, check_writable_dir, claim, clean_stale_parts
 from ..summary import report_line
 from ..cohort.covariates import Covariates, covariates_for, read_covariates
 from ..cohort.jobs import Job, Outcome, _worker_init, _worker_run, run_job
+from ..cohort.prefetch import ScanPrefetch
 from ..cohort.results import finished_report, result_row, write_results_locked
 from ..cohort.scans import find_scans, output_names, shard_indices
 from ._common import (
@@ -52,6 +53,9 @@ def cmd_analyze(args) -> int:
     except OutputError as err:
         raise UsageError(str(err)) from None
     selected = shard_indices(len(scans), args.shard)
+    # The first scan is read while torch imports (cohort/prefetch.py); a pool's workers read their own.
+    first = next((i for i in selected if args.force or finished_report(out / names[i]) is None), None)
+    prefetch = ScanPrefetch(scans[first]) if first is not None and args.workers == 1 else None
     device = _resolve_device(args.device)
     model = _load_model_or_usage(_model_ref(args.model), device)  # checks the model once, up front
     if model[1].task != "brain_age":
@@ -88,7 +92,7 @@ def cmd_analyze(args) -> int:
     interrupted = False
     try:
         if workers == 1:
-            _run_serial(jobs, model, device, bars, outcomes)
+            _run_serial(jobs, model, device, bars, outcomes, prefetch.load if prefetch else None)
         else:
             _run_pool(jobs, _model_ref(args.model), workers, bars, outcomes)
     except KeyboardInterrupt:
@@ -140,7 +144,7 @@ def _record(outcome: Outcome, outcomes: list, overall) -> bool:
     return bool(outcome.extra.get("disk_full"))
 
 
-def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
+def _run_serial(jobs, model, device, bars: bool, outcomes: list, load_scan=None) -> None:
     overall = _tqdm(total=len(jobs), desc="scans", unit="scan", position=0, disable=not bars)
     try:
         for job in jobs:
@@ -152,7 +156,7 @@ def _run_serial(jobs, model, device, bars: bool, outcomes: list) -> None:
                 bar.n = done
                 bar.set_postfix_str(step, refresh=True)
 
-            outcome = run_job(job, model, device, progress)
+            outcome = run_job(job, model, device, progress, load_scan)
             step_bar.close()
             if _record(outcome, outcomes, overall):
                 break  # every further scan would fail the same way after minutes of work

@@ -41,10 +41,13 @@ class Outcome:
     extra: dict = field(default_factory=dict)
 
 
-def run_job(job: Job, model, device: str, progress=None) -> Outcome:
-    """Analyse and export one scan; every error becomes the outcome's one line."""
+def run_job(job: Job, model, device: str, progress=None, load_scan=None) -> Outcome:
+    """Analyse and export one scan; every error becomes the outcome's one line. ``load_scan``: how
+    the scan is read (default ``io.load_scan``; the CLI passes a prefetch, cohort/prefetch.py)."""
     from .. import pipeline
-    from ..io import load_scan
+
+    if load_scan is None:
+        from ..io import load_scan
 
     start = time.perf_counter()
     try:
