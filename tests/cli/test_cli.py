@@ -202,6 +202,20 @@ def test_usage_errors_exit_2_with_a_message(tmp_path, good_scans, tiny_model, ex
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--age-a", "abc", "age 'abc' is not a number"),
+    ("--age-b", "abc", "age 'abc' is not a number"),
+    ("--age-b", "-5", "age -5 is not a plausible age in years"),
+    ("--age-a", "", "needs a number of years"),
+])
+def test_compare_age_errors_name_the_flag_typed(tmp_path, flag, value, message):
+    code, _, stderr = run_cli(["compare", tmp_path / "a.nii.gz", tmp_path / "b.nii.gz", "--out", tmp_path / "out",
+                               flag, value])
+    assert code == 2 and f"argument {flag}: {flag}" in stderr and message in stderr
+    assert "--age:" not in stderr and "--age " not in stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_usage_errors_for_covariates_model_and_colliding_out(tmp_path, good_scans, tiny_model):
     table = tmp_path / "cov.csv"
     table.write_text("subject_age;weight\n70;80\n")

@@ -105,11 +105,12 @@ def _sex_arg(text: str) -> str:
     return value
 
 
-def _age_arg(text: str) -> float:
+def _age_arg(text: str, flag: str = "--age") -> float:
+    """An age option's value; ``flag`` (bind it with functools.partial) is the option named in errors."""
     try:
-        value = _parse_age(text, "--age")
+        value = _parse_age(text, flag)
     except UsageError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
     if value is None:
-        raise argparse.ArgumentTypeError("--age needs a number of years")
+        raise argparse.ArgumentTypeError(f"{flag} needs a number of years")
     return value

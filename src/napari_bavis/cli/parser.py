@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from .. import __version__
 from ..cohort.scans import parse_shard
@@ -53,8 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, metavar="DIR")
     c.add_argument("--model", default="demo-siamese", metavar="demo-siamese|FILE")
     c.add_argument("--methods", type=_methods, default=tuple(DEFAULT_METHODS), metavar="LIST")
-    c.add_argument("--age-a", type=_age_arg, metavar="YEARS", help="chronological age of A (warns outside the model's ages)")
-    c.add_argument("--age-b", type=_age_arg, metavar="YEARS", help="chronological age of B")
+    c.add_argument("--age-a", type=partial(_age_arg, flag="--age-a"), metavar="YEARS", help="chronological age of A (warns outside the model's ages)")
+    c.add_argument("--age-b", type=partial(_age_arg, flag="--age-b"), metavar="YEARS", help="chronological age of B")
     c.add_argument("--threshold", type=float, default=0.3)
     c.add_argument("--device", choices=devices, default="auto")
     c.add_argument("--quiet", action="store_true")
