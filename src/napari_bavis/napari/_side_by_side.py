@@ -1,6 +1,6 @@
 """Two scans' results side by side: napari's grid mode with one cell per scan (issue 13).
 
-napari puts ``viewer.grid.stride`` consecutive layers of the layer list into one cell, counting from
+napari puts the grid's ``stride`` consecutive layers of the layer list into one cell, counting from
 the bottom of the list; hidden layers keep their place in a cell but never make a cell of their own.
 So each scan and its map layers are moved into one block at the bottom of the list (scan A's block
 first: the left cell, then scan B's), the stride is the block size, and each cell shows one scan
@@ -25,6 +25,13 @@ def blocks(viewer, scans, entries) -> list[list]:
     return out
 
 
+def _grid(viewer):
+    """napari's grid model: ``viewer.canvas.grid`` from napari 0.9 (``viewer.grid`` is deprecated
+    there), ``viewer.grid`` before."""
+    canvas = getattr(viewer, "canvas", None)
+    return canvas.grid if canvas is not None and hasattr(canvas, "grid") else viewer.grid
+
+
 def _index(viewer, layer) -> int:
     return next(i for i, other in enumerate(viewer.layers) if _same(other, layer))
 
@@ -46,17 +53,19 @@ def arrange(viewer, groups: list[list]) -> list | None:
     hidden = [layer for layer in viewer.layers if layer.visible and not any(_same(layer, o) for o in ours)]
     for layer in hidden:
         layer.visible = False
-    viewer.grid.stride = len(groups[0])
-    viewer.grid.shape = (-1, -1)
-    viewer.grid.enabled = True
+    grid = _grid(viewer)
+    grid.stride = len(groups[0])
+    grid.shape = (-1, -1)
+    grid.enabled = True
     viewer.reset_view()  # both brains whole in their cells (the one-view zoom cuts them off)
     return hidden
 
 
 def release(viewer, hidden=()) -> None:
     """Back to one view; the layers ``arrange`` hid are shown again (those still in the viewer)."""
-    viewer.grid.enabled = False
-    viewer.grid.stride = 1
+    grid = _grid(viewer)
+    grid.enabled = False
+    grid.stride = 1
     live = list(viewer.layers)
     for layer in hidden:
         if any(_same(layer, other) for other in live):
