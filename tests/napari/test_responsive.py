@@ -115,9 +115,11 @@ def test_no_stall_during_a_run_with_two_cpu_burners(make_napari_viewer, qtbot, t
     # What the viewer itself does in one turn, whatever the load: little while computing, one
     # layer's worth (napari's own cost) while adding
     assert phases["computing"][1].max() <= 0.050 and phases["adding"][1].max() <= 0.100
-    # MapsPanel.set_maps does its work in one turn (~80 ms of GUI CPU on a re-run here, most of it the
-    # canvas legend): up to 169 ms seen with 2 burners at load 6.6, hence 300 ms until it is split
-    assert phases["panel"][0].max() <= max(0.300, 2 * bound)
+    # The maps panel's part (map list, layer controls, colormaps, colour bar, legend text, regions)
+    # comes in turns of its own among the "adding" ones (MapsPanel.set_maps_steps); what is left
+    # after "done" is one ordinary turn
+    wall, own = phases["panel"]
+    assert (wall <= bound + 2 * own).all() and own.max() <= 0.100, (1000 * wall.max(), 1000 * own.max())
     text = widget.results.toPlainText()  # the result names its scan and model, so do the map layers
     assert text.startswith(f"Scan: {scan.name} · model tiny")
     assert all(layer.name.startswith(scan.name) and layer.name.endswith("· tiny") for layer in map_layers(viewer))

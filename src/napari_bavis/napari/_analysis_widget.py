@@ -259,7 +259,6 @@ class AnalysisWidget(RunWidget):
                             "first_regions": getattr(analysis, "first_regions", None)})
 
         def finish() -> None:
-            self.maps.set_maps(entries)  # shows the preferred map (the others stay hidden)
             if entries and not any(entry["layer"].visible for entry in entries):
                 entries[0]["layer"].visible = True
             self.export_button.setEnabled(True)
@@ -271,6 +270,7 @@ class AnalysisWidget(RunWidget):
             yield lambda m=method, v=values: show_map(m, v)
         if self.qc_mask.isChecked() or self.qc_registration.isChecked():
             yield self._update_qc
+        yield from self.maps.set_maps_steps(entries)  # shows the preferred map (the others stay hidden)
         yield finish
 
     def clear_results(self) -> None:

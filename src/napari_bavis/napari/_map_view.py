@@ -27,6 +27,8 @@ OUTLINE_OPACITY = 0.9
 OUTLINE_COLOR = "#3cff3c"
 #: Where the legend sits: the bottom right corner, usually free below a brain fitted to the canvas.
 LEGEND_POSITION = "bottom_right"
+#: The legend's colour: None is napari's own (it follows the theme, light text on a dark canvas).
+LEGEND_COLOR = None
 #: Marks the canvas text overlay as written by a maps panel (so clearing leaves others' text alone).
 LEGEND_MARK = "\u2009"  # a thin space at the end of the text: invisible, but recognisable
 
@@ -64,6 +66,12 @@ def show_legend(viewer, selected: dict, text: str) -> None:
     """The selected map's colour bar on and ``text`` in the canvas text overlay. Every other layer's
     colour bar goes off, the other panel's too: the canvas has one text overlay, so with the analysis
     and the compare widget both open, two bars under one legend would name only one of them."""
+    show_colour_bar(viewer, selected)
+    show_legend_text(viewer, text)
+
+
+def show_colour_bar(viewer, selected: dict) -> None:
+    """``show_legend``'s first half (a turn of its own when results are added: its first paint is ~80 ms)."""
     bar = selected["layer"].colorbar
     bar.position = LEGEND_POSITION
     bar.size = (18, 120)
@@ -73,9 +81,14 @@ def show_legend(viewer, selected: dict, text: str) -> None:
         if other is not None and other.visible and not same(layer, selected["layer"]):
             other.visible = False
     bar.visible = True
+
+
+def show_legend_text(viewer, text: str) -> None:
+    """``show_legend``'s second half: the map's name and cut in the canvas text overlay."""
     overlay = text_overlay(viewer)
     overlay.position = LEGEND_POSITION
     overlay.font_size = 10
+    overlay.color = LEGEND_COLOR  # set, not assumed: a glyph warm-up (_glyph_warmup.py) draws at alpha 0
     overlay.text = text + LEGEND_MARK
     overlay.visible = True
 

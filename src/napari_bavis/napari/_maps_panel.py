@@ -5,7 +5,6 @@ lives in ``_map_view``.
 """
 
 import logging
-from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Qt, QTimer
@@ -30,11 +29,7 @@ from . import _layers, _map_view, _orientation_letters
 from ._display import camera_of
 from ._controls import THRESHOLD_MODES
 
-if TYPE_CHECKING:
-    pass
-
 log = logging.getLogger(__name__)
-
 
 
 class MapsPanel(QGroupBox):
@@ -165,15 +160,19 @@ class MapsPanel(QGroupBox):
         self._update_legend()
         self.update_regions()
 
-    def _update_legend(self) -> None:
+    def _update_legend(self, part: str = "both") -> None:
+        """The shown map's colour bar and legend text (``part``: "bar" or "text" alone, one turn each)."""
         entry = self.selected_entry()
         live = self._live_entries()
         if entry is None or entry not in live:
             _map_view.hide_legend(self._viewer, live)
             return
-        text = _map_view.legend_text(entry, self.cutoff(entry["values"]), self.threshold.value(), self.mode_key(),
-                                     with_scan=len({e["scan"] for e in live}) > 1)
-        _map_view.show_legend(self._viewer, entry, text)
+        if part in ("both", "bar"):
+            _map_view.show_colour_bar(self._viewer, entry)
+        if part in ("both", "text"):
+            text = _map_view.legend_text(entry, self.cutoff(entry["values"]), self.threshold.value(), self.mode_key(),
+                                         with_scan=len({e["scan"] for e in live}) > 1)
+            _map_view.show_legend_text(self._viewer, text)
 
     # --- threshold ---------------------------------------------------------------------------
     def mode_key(self) -> str:
@@ -227,36 +226,56 @@ class MapsPanel(QGroupBox):
 
     def apply_threshold(self, *_) -> None:
         """Swap each map layer's colormap for one transparent up to its cutoff; regions follow."""
+        self._recolour()
+        self._update_legend()
+        if self._entries:
+            self._region_timer.start()
+
+    def _recolour(self) -> None:
         cutoffs = []
         for entry in self._live_entries():
             cut = self.cutoff(entry["values"])
             entry["layer"].colormap = _layers.threshold_colormap(cut)
             cutoffs.append(f"{_layers.method_title(entry['method'])} {cut:.3f}")
         self.cutoff_label.setText("cut at: " + ", ".join(cutoffs) if cutoffs else "")
-        self._update_legend()
-        if self._entries:
-            self._region_timer.start()
 
     # --- maps --------------------------------------------------------------------------------
     def set_maps(self, entries: list[dict]) -> None:
         """entries: dicts with layer, values, affine (display grid -> RAS), geometry, method, scan."""
-        self._entries = entries
-        live_ids = {id(e["values"]) for e in entries}
-        self._cuts = {k: v for k, v in self._cuts.items() if k[0] in live_ids}
-        self.regions_of.blockSignals(True)
-        self.regions_of.clear()
-        for entry in entries:
-            self.regions_of.addItem(entry["layer"].name)
-        best = figure_method([e["method"] for e in entries])  # the map the figures show
-        preferred = next((i for i, e in enumerate(entries) if e["method"] == best), 0)
-        self.regions_of.setCurrentIndex(preferred)
-        self.regions_of.blockSignals(False)
-        if entries:
-            _map_view.show_only(entries, entries[preferred])
-            self._viewer.layers.selection.active = entries[preferred]["layer"]  # the layer controls act on it
-        self.apply_threshold()
-        self._region_timer.stop()
-        self.update_regions()
+        for step in self.set_maps_steps(entries):
+            step()
+
+    def set_maps_steps(self, entries: list[dict]) -> list:
+        """``set_maps`` in pieces, one event-loop turn each (the analysis widget chains them, so the
+        viewer answers in between, issue 13): the map list and the shown map, the layer controls on
+        it, the colormaps, the colour bar, the legend text, the regions. ``entries`` is read when each runs."""
+        preferred = []
+
+        def show() -> None:
+            self._entries = entries
+            live_ids = {id(e["values"]) for e in entries}
+            self._cuts = {k: v for k, v in self._cuts.items() if k[0] in live_ids}
+            self.regions_of.blockSignals(True)
+            self.regions_of.clear()
+            for entry in entries:
+                self.regions_of.addItem(entry["layer"].name)
+            best = figure_method([e["method"] for e in entries])  # the map the figures show
+            preferred[:] = [next((i for i, e in enumerate(entries) if e["method"] == best), 0)]
+            self.regions_of.setCurrentIndex(preferred[0])
+            self.regions_of.blockSignals(False)
+            if entries:
+                _map_view.show_only(entries, entries[preferred[0]])
+
+        def activate() -> None:
+            if entries and self._entries is entries:
+                self._viewer.layers.selection.active = entries[preferred[0]]["layer"]  # the controls act on it
+
+        def regions() -> None:
+            self._region_timer.stop()
+            self.update_regions()
+
+        return [show, activate, self._recolour, lambda: self._update_legend("bar"),
+                lambda: self._update_legend("text"), regions]
 
     def clear(self) -> None:
         _map_view.hide_legend(self._viewer, self._live_entries())

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 
 from .. import settings
 from ..errors import BavisError
-from . import _gc_pause, _notify
+from . import _gc_pause, _glyph_warmup, _notify
 from ._controls import RESEARCH_ONLY, _one_line, _Relay, _same
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ class RunWidget(QWidget):
     def __init__(self, viewer):
         super().__init__()
         self._viewer = viewer
+        _glyph_warmup.warm_glyphs_soon(viewer)  # the first legend's glyphs, drawn before a result needs them
         self._relay = _Relay()
         self._relay.step.connect(self._on_step)
         self._run_id = 0
