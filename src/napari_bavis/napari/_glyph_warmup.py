@@ -3,7 +3,7 @@
 Why: vispy draws canvas text from glyphs it rasterises on the CPU the first time each character is
 shown. The first result's colour bar and legend paid it in one paint: 0.35 + 0.5 s of GUI CPU on
 two cores, 1.3 s with two CPU burners (issue 13). Drawn beforehand, invisibly (the canvas text
-overlay at alpha 0, restored afterwards), in chunks of a few characters (40-70 ms each), they then
+overlay at alpha 0, restored afterwards), in chunks of three characters (~30-60 ms of GUI CPU each), they then
 cost 30-80 ms. vispy keeps the glyphs per font for the whole process, so this runs once.
 """
 
@@ -15,8 +15,8 @@ from ._map_view import text_overlay
 
 #: What the legend, the colour bar's ticks, method titles and scan names are written with.
 CHARACTERS = string.digits + string.ascii_letters + " .,:;%()+-_·×−±/'#[]"
-CHUNK = 5
-PAUSE_MS = 40
+CHUNK = 3
+PAUSE_MS = 30
 START_MS = 300
 _state = {"done": False, "running": False}
 
