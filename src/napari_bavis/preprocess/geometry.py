@@ -25,12 +25,7 @@ def _geometry(affine: np.ndarray):
 
 def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     """Float32 SimpleITK image with the same world geometry as ``(array, affine)``."""
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(2, 1, 0)))
-    spacing, origin, direction = _geometry(affine)
-    img.SetSpacing(spacing)
-    img.SetOrigin(origin)
-    img.SetDirection(direction)
-    return img
+    return _placed(sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(2, 1, 0))), affine)
 
 
 def from_sitk(img: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -68,21 +63,32 @@ def sitk_transform_to_ras(tx) -> np.ndarray:
 def resample_mask(mask: np.ndarray, affine: np.ndarray, out_shape, out_affine: np.ndarray) -> np.ndarray:
     """A binary mask on another grid (nearest neighbour, False outside), resampled as 8-bit pixels:
     a 1 mm brain mask onto an oblique scan's display grid in 0.1 s instead of 0.5 s as float32."""
-    src = sitk.GetImageFromArray(np.ascontiguousarray((np.asarray(mask) > 0).astype(np.uint8).transpose(2, 1, 0)))
+    src = _placed(sitk.GetImageFromArray(np.ascontiguousarray((np.asarray(mask) > 0).astype(np.uint8).transpose(2, 1, 0))), affine)
+    f = _resampler(out_shape, out_affine, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return np.ascontiguousarray(sitk.GetArrayFromImage(f.Execute(src)).transpose(2, 1, 0)) > 0
+
+
+def _placed(image: sitk.Image, affine: np.ndarray) -> sitk.Image:
+    """``image`` given the world geometry (spacing, origin, direction) of the RAS ``affine``."""
     spacing, origin, direction = _geometry(affine)
-    src.SetSpacing(spacing)
-    src.SetOrigin(origin)
-    src.SetDirection(direction)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def _resampler(out_shape, out_affine: np.ndarray, interpolator, default, pixel_type) -> sitk.ResampleImageFilter:
+    """A SimpleITK resampler onto the grid ``(out_shape, out_affine)``."""
     spacing, origin, direction = _geometry(out_affine)
     f = sitk.ResampleImageFilter()
     f.SetSize(tuple(int(s) for s in out_shape))
     f.SetOutputSpacing(spacing)
     f.SetOutputOrigin(origin)
     f.SetOutputDirection(direction)
-    f.SetInterpolator(sitk.sitkNearestNeighbor)
-    f.SetDefaultPixelValue(0)
-    f.SetOutputPixelType(sitk.sitkUInt8)
-    return np.ascontiguousarray(sitk.GetArrayFromImage(f.Execute(src)).transpose(2, 1, 0)) > 0
+    f.SetInterpolator(interpolator)
+    f.SetDefaultPixelValue(default)
+    f.SetOutputPixelType(pixel_type)
+    return f
 
 
 def resample(
@@ -105,22 +111,12 @@ def resample(
         raise ValueError(f"interpolation order must be one of {sorted(INTERPOLATORS)}, got {order}")
     stacked = np.asarray(array).ndim == 4
     if stacked:
-        src = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(3, 2, 1, 0)), isVector=True)
-        spacing, origin, direction = _geometry(affine)
-        src.SetSpacing(spacing)
-        src.SetOrigin(origin)
-        src.SetDirection(direction)
+        src = _placed(sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array, np.float32).transpose(3, 2, 1, 0)),
+                                             isVector=True), affine)
     else:
         src = to_sitk(array, affine)
-    spacing, origin, direction = _geometry(out_affine)
-    f = sitk.ResampleImageFilter()
-    f.SetSize(tuple(int(s) for s in out_shape))
-    f.SetOutputSpacing(spacing)
-    f.SetOutputOrigin(origin)
-    f.SetOutputDirection(direction)
-    f.SetInterpolator(INTERPOLATORS[order])
-    f.SetDefaultPixelValue(float(default))
-    f.SetOutputPixelType(sitk.sitkVectorFloat32 if stacked else sitk.sitkFloat32)
+    f = _resampler(out_shape, out_affine, INTERPOLATORS[order], float(default),
+                   sitk.sitkVectorFloat32 if stacked else sitk.sitkFloat32)
     if out_to_in_ras is not None:
         f.SetTransform(ras_to_sitk_transform(out_to_in_ras))
     out = sitk.GetArrayFromImage(f.Execute(src))
