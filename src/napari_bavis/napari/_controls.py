@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 RESEARCH_ONLY = "Research use only — not a medical device."
 LOAD_CHECKPOINT = "Load checkpoint…"
-CPU_WARNING = "⚠ Running on the CPU: expect a slow analysis (minutes for a full-size model)."
+CPU_WARNING = ("⚠ No GPU in use: the model runs on the CPU (a large network such as SFCN then takes minutes; "
+               "the bundled models and the preprocessing take seconds either way).")
 THRESHOLD_MODES = {"value": "map value", "top_percent": "top k %"}
 
 
