@@ -1,12 +1,12 @@
-"""Read the first scan of a serial run while torch loads, and import the drawing code meanwhile.
+"""Read the first scan of a serial run while torch loads.
 
-Why: a single-scan ``napari-bavis analyze`` is mostly one core's worth of waiting in a row: import
-torch and load the model (~1.5-2 s, holding the interpreter), read and resample the scan (~1 s, in
-zlib and SimpleITK, which let go of it), preprocess, then import matplotlib for the figures (~0.6 s).
-Reading the scan in a thread beside the torch import, and importing matplotlib beside the
-preprocessing, takes about a second off each real scan on two cores. Nothing is drawn in the thread
-(only imports, which Python's import locks make safe); a scan that fails to read fails in its job,
-with its own one line, exactly as without the prefetch.
+Why: a single-scan ``napari-bavis analyze`` is mostly one core's worth of work in a row: import
+torch and load the model (~1.5-2 s, holding the interpreter), then read and resample the scan
+(~1 s, mostly in zlib and SimpleITK, which let go of it). Reading the scan in a thread beside the
+torch import takes 0.7-1 s off each real scan on two cores. (Importing matplotlib there too, beside
+the preprocessing, was measured slower: 0.7 s on average over 5 real scans, the two fighting over
+the interpreter.) A scan that fails to read fails in its job, with its own one line, exactly as
+without the prefetch.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ class ScanPrefetch:
             self._error = err
         finally:
             self._read.set()
-        _import_drawing()
 
     def load(self, path):
         """The scan at ``path``: the prefetched one (once), else read now."""
@@ -48,16 +47,3 @@ class ScanPrefetch:
         if error is not None:
             raise error
         return result
-
-
-def _import_drawing() -> None:
-    """The modules export draws with (figure, faithfulness plot, PDF): imported, nothing drawn."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.backends.backend_agg  # noqa: F401
-        import matplotlib.backends.backend_pdf  # noqa: F401
-        import matplotlib.figure  # noqa: F401
-    except Exception:  # the export imports them again and reports a real problem there
-        pass
