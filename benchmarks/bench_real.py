@@ -149,7 +149,16 @@ def cli_time(args) -> None:
                             "--model", args.model, "--age", str(p.age), "--quiet"], check=True, capture_output=True)
             times.append(time.perf_counter() - t0)
         print(f"- {p.subject}: {times[-1]:.1f} s", flush=True)
-    print(f"\nmedian {np.median(times):.1f} s per real scan")
+    print(f"\nmedian {np.median(times):.1f} s per real scan; this machine's single-core speed now: "
+          f"{_spin_seconds():.2f} s for a 20 M-step Python loop (a shared VM's speed drifts: 1.0-2.3 s seen)")
+
+
+def _spin_seconds() -> float:
+    """A load-free yardstick printed beside the times, so runs at different moments can be compared."""
+    start, x = time.perf_counter(), 0
+    for i in range(20_000_000):
+        x += i
+    return time.perf_counter() - start
 
 
 def main() -> None:
