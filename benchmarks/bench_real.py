@@ -150,7 +150,7 @@ def cli_time(args) -> None:
             times.append(time.perf_counter() - t0)
         print(f"- {p.subject}: {times[-1]:.1f} s", flush=True)
     print(f"\nmedian {np.median(times):.1f} s per real scan; this machine's single-core speed now: "
-          f"{_spin_seconds():.2f} s for a 20 M-step Python loop (a shared VM's speed drifts: 1.0-2.3 s seen)")
+          f"{_spin_seconds():.2f} s for a 20 M-step Python loop (compare it across runs: a shared VM's speed drifts)")
 
 
 def _spin_seconds() -> float:
