@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 
 RESEARCH_ONLY = "Research use only — not a medical device."
 LOAD_CHECKPOINT = "Load checkpoint…"
-CPU_WARNING = ("⚠ No GPU in use: the model runs on the CPU (a large network such as SFCN then takes minutes; "
-               "the bundled models and the preprocessing take seconds either way).")
+CPU_WARNING = "⚠ No GPU: the model runs on the CPU (seconds for the bundled models, minutes for a large one such as SFCN)."
 THRESHOLD_MODES = {"value": "map value", "top_percent": "top k %"}
 
 
