@@ -73,6 +73,7 @@ def _ticks_during(widget, qtbot, timeout_ms=180000):
     timer.start()
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=timeout_ms)
+    qtbot.wait(60)  # a few ticks after the end: the last turn is short now, and a tick must see "done in"
     timer.stop()
     gaps, cpu = np.diff(np.array([start, *ticks])), np.diff(np.array([start_cpu, *cpus]))
     worst = np.argsort(gaps)[::-1][:4]
