@@ -41,3 +41,11 @@ def test_module_entry_point_exits_with_mains_code(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode not in (0, None)
     assert "missing.nii.gz" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_bug_still_shows_its_traceback_and_exits_1(tmp_path):
+    code = CODE.replace("cli.run()", "cli.main = lambda: 1 / 0\ncli.run()")
+    done = subprocess.run([sys.executable, "-c", code, "models"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "ZeroDivisionError" in done.stderr
+    assert "atexit handler ran" in done.stdout

@@ -50,6 +50,7 @@ def run() -> None:
     """
     import atexit
     import os
+    import traceback
 
     code = EXIT_FAILED
     try:
@@ -58,6 +59,12 @@ def run() -> None:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else EXIT_USAGE)
         if stop.code is not None and not isinstance(stop.code, int):
             _err(str(stop.code))
+    except KeyboardInterrupt:  # outside main's own handler (e.g. while its imports run)
+        _err("napari-bavis: interrupted")
+        code = EXIT_INTERRUPTED
+    except BaseException:  # a bug: its traceback is shown, as Python would before exiting with 1
+        traceback.print_exc()
+        code = EXIT_FAILED
     finally:
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
