@@ -49,10 +49,7 @@ def _maps_on_grid(maps_model: dict, grid_affine, template_to_scan, shape, affine
     names = list(maps_model)
     # Only the brain's bounding box is resampled (everything outside it is zero anyway): on a real
     # 288x288x181 scan that is about half the voxels.
-    box = tuple(slice(0, n) for n in shape)
-    inner = bounding_box(inside) if inside is not None else None
-    if inner is not None:
-        box = inner
+    box = (bounding_box(inside) if inside is not None else None) or tuple(slice(0, n) for n in shape)
     box_affine = np.array(affine, float)
     box_affine[:3, 3] = box_affine[:3, :3] @ np.array([b.start for b in box]) + box_affine[:3, 3]
     stack = resample(np.stack([maps_model[name] for name in names]).astype(np.float32), grid_affine,

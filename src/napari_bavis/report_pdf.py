@@ -205,8 +205,11 @@ def report_pdf_bytes(analysis, report: dict) -> bytes:
         y = _text_block(fig, 0.06, 0.93, _identification(report, analysis), 8.5, width=110)
         y = _text_block(fig, 0.06, y - 0.012, _results(report), 11.5, width=80)
         overlay = analysis.maps.get(method) if method else None
-        known = ((report.get("regions") or {}).get(method) or {}).get("cutoff")  # export measured it already
-        cutoff = 1.0 if overlay is None else known if known is not None else threshold_value(overlay, threshold, mode)
+        cutoff = ((report.get("regions") or {}).get(method) or {}).get("cutoff")  # export measured it already
+        if overlay is None:
+            cutoff = 1.0
+        elif cutoff is None:
+            cutoff = threshold_value(overlay, threshold, mode)
         _three_planes(fig, y - 0.03, analysis.scan, overlay, cutoff, method_title(method) if method else "no map")
         warnings = report.get("warnings") or []
         y = _text_block(fig, 0.06, y - 0.38, ["Warnings:"] + ([f"• {w}" for w in warnings] or ["none"]), 9, width=100)

@@ -55,8 +55,8 @@ def _idle_gaps(qtbot, seconds=3.0):
 def _ticks_during(widget, qtbot, timeout_ms=180000):
     """Gaps between 10 ms timer ticks during one run, the GUI thread's own CPU time in each gap
     (``time.thread_time``: what the viewer itself did, which the machine's load does not inflate),
-    split by phase: computing (in the worker), adding the layers (GUI thread, napari, one piece per
-    turn), and the last turn (the maps panel taking the maps: selector, colormaps, legend, table)."""
+    split by phase: computing (in the worker), adding the results (GUI thread: napari's layers and
+    the maps panel, one piece per turn), and the turn after "done"."""
     from qtpy.QtCore import QTimer
 
     ticks, steps, cpus = [], [], []

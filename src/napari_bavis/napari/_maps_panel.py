@@ -249,8 +249,6 @@ class MapsPanel(QGroupBox):
         """``set_maps`` in pieces, one event-loop turn each (the analysis widget chains them, so the
         viewer answers in between, issue 13): the map list and the shown map, the layer controls on
         it, the colormaps, the colour bar, the legend text, the regions. ``entries`` is read when each runs."""
-        preferred = []
-
         def show() -> None:
             self._entries = entries
             live_ids = {id(e["values"]) for e in entries}
@@ -260,15 +258,15 @@ class MapsPanel(QGroupBox):
             for entry in entries:
                 self.regions_of.addItem(entry["layer"].name)
             best = figure_method([e["method"] for e in entries])  # the map the figures show
-            preferred[:] = [next((i for i, e in enumerate(entries) if e["method"] == best), 0)]
-            self.regions_of.setCurrentIndex(preferred[0])
+            self.regions_of.setCurrentIndex(next((i for i, e in enumerate(entries) if e["method"] == best), 0))
             self.regions_of.blockSignals(False)
             if entries:
-                _map_view.show_only(entries, entries[preferred[0]])
+                _map_view.show_only(entries, self.selected_entry())
 
         def activate() -> None:
-            if entries and self._entries is entries:
-                self._viewer.layers.selection.active = entries[preferred[0]]["layer"]  # the controls act on it
+            entry = self.selected_entry()
+            if entry is not None and self._entries is entries:
+                self._viewer.layers.selection.active = entry["layer"]  # the layer controls act on it
 
         def regions() -> None:
             self._region_timer.stop()
