@@ -32,6 +32,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="bundled name or checkpoint (default: the widget's default)")
     parser.add_argument("--burners", type=int, default=2)
     parser.add_argument("--cancel-at", default=None, help="press Cancel when the step label contains this")
+    parser.add_argument("--profile", default=None, metavar="FILE",
+                        help="cProfile the GUI thread while the results are added; stats to FILE")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="also print the N result stages that took the most GUI-thread CPU")
     args = parser.parse_args()
 
     import napari
@@ -62,6 +66,28 @@ def main() -> None:
             time.sleep(0.002)
 
     spin(lambda: not widget.model.inspecting)
+    stage_cpu = []  # (ms of GUI-thread CPU, stage number, where the stage's code is)
+    profile = None
+    if args.profile:
+        import cProfile
+
+        profile = cProfile.Profile()
+    if args.stages or args.profile:
+        def timed_stages(value, make=widget._result_stages):
+            def timed(stage, number):
+                def call():
+                    if profile is not None and number == 0:
+                        profile.enable()
+                    began = time.thread_time()
+                    try:
+                        stage()
+                    finally:
+                        code = getattr(stage, "__code__", None)
+                        where = f"{stage.__qualname__}:{code.co_firstlineno}" if code else repr(stage)
+                        stage_cpu.append((1000 * (time.thread_time() - began), number, where))
+                return call
+            return [timed(stage, number) for number, stage in enumerate(make(value))]
+        widget._result_stages = timed_stages
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
     try:
         timer.start()
@@ -83,6 +109,9 @@ def main() -> None:
             gone_took = time.perf_counter() - pressed
         spin(lambda: not widget.running)
         timer.stop()
+        if profile is not None:
+            profile.disable()
+            profile.dump_stats(args.profile)
     finally:
         for proc in burners:
             proc.kill()
@@ -105,6 +134,8 @@ def main() -> None:
         print(f"cancel at '{args.cancel_at}' took {1000 * cancel_took:.0f} ms (worker process gone after "
               f"{1000 * gone_took:.0f} ms); step now '{widget.step_label.text()}'; "
               f"layers {[layer.name for layer in viewer.layers]}")
+    for ms, number, where in sorted(stage_cpu, reverse=True)[:args.stages]:
+        print(f"    stage {number:2d}: {ms:5.0f} ms GUI CPU  {where}")
     print(f"status: {widget.step_label.text()}")
     viewer.close()
 

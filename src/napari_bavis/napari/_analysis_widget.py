@@ -36,6 +36,7 @@ from ._controls import (  # noqa: F401  (names the compare widget and the tests 
 )
 from ._layout import ResultText, interactive_columns, scrolled_layout
 from ._maps_panel import MapsPanel
+from ._staged_add import StagedAdd
 from ._run_widget import RunWidget, _RunWidget, export_folder  # noqa: F401
 
 if TYPE_CHECKING:
@@ -216,8 +217,9 @@ class AnalysisWidget(RunWidget):
     # --- results -----------------------------------------------------------------------------
     def _result_stages(self, analysis):
         """One short piece per event-loop turn (the viewer answers in between, issue 13): the text,
-        the readout, then per map its layer object and, next turn, napari's visuals for it (or an
-        update in place on a re-run), QC only when asked for, then the maps panel."""
+        the readout, then per map its layer object, its vispy visual, its layer controls and its
+        insertion, a turn each (``StagedAdd``; or one update in place on a re-run), QC only when
+        asked for, then the maps panel."""
         scan_name, geometry = self._pending
         names = {_layers.map_layer_name(scan_name, m, analysis.card.name) for m in analysis.maps}
         entries, pending = [], {}
@@ -247,12 +249,17 @@ class AnalysisWidget(RunWidget):
             if name in self._viewer.layers:  # a re-run: updated in place (ms), or replaced
                 pending[method] = _layers.put_layer(self._viewer, values, kwargs)
             else:  # hidden: napari then neither slices nor uploads it; the maps panel shows one map
-                pending[method] = _layers.new_layer(values, {**kwargs, "visible": False})
+                layer = _layers.new_layer(values, {**kwargs, "visible": False})
+                pending[method] = StagedAdd(self._viewer, layer)  # napari's parts in turns of their own
+
+        def build(method, part: str) -> None:
+            if isinstance(pending[method], StagedAdd):
+                getattr(pending[method], part)()
 
         def show_map(method, values) -> None:
             layer = pending.pop(method)
-            if layer not in self._viewer.layers:
-                _layers.add_quietly(self._viewer, layer)
+            if isinstance(layer, StagedAdd):
+                layer = layer.insert()
             entries.append({"layer": layer, "values": values, "affine": analysis.scan.display_affine,
                             "geometry": geometry, "method": method, "scan": scan_name,
                             "name_regions": analysis.name_regions,
@@ -267,6 +274,8 @@ class AnalysisWidget(RunWidget):
         yield lambda: self.readout.show_analysis(analysis)
         for method, values in analysis.maps.items():
             yield lambda m=method, v=values: make_map(m, v)
+            yield lambda m=method: build(m, "build_visual")
+            yield lambda m=method: build(m, "build_controls")
             yield lambda m=method, v=values: show_map(m, v)
         if self.qc_mask.isChecked() or self.qc_registration.isChecked():
             yield self._update_qc

@@ -26,6 +26,7 @@ from ._controls import RESEARCH_ONLY, LayerCombo, ModelPicker, snapshot
 from ._layout import ResultText, interactive_columns, scrolled_layout
 from ._maps_panel import MapsPanel
 from ._run_widget import RunWidget
+from ._staged_add import StagedAdd
 
 if TYPE_CHECKING:
     import napari
@@ -145,7 +146,7 @@ class CompareWidget(RunWidget):
             (names[1], comparison.scan_b, geo_b, comparison.maps_b),
         )
         wanted = {_layers.map_layer_name(n, m, comparison.card.name) for n, _, _, maps in sides for m in maps}
-        entries = []
+        entries, pending = [], {}
 
         def start() -> None:
             for layer in _layers.result_layers(self._viewer, self.TAG, "map"):
@@ -158,10 +159,22 @@ class CompareWidget(RunWidget):
             for note in comparison.notes:
                 _notify.show_warning(note)
 
-        def add_map(scan_name, scan, geometry, method, values) -> None:
+        def make_map(key, scan_name, geometry, method, values) -> None:
             name = _layers.map_layer_name(scan_name, method, comparison.card.name)
             kwargs = _layers.map_layer_kwargs(geometry, name, self.maps.cutoff(values), self.TAG, method)
-            layer = _layers.put_layer(self._viewer, values, kwargs)
+            if name in self._viewer.layers:  # a re-run: updated in place
+                pending[key] = _layers.put_layer(self._viewer, values, kwargs)
+            else:  # napari's visual, controls and insertion each in a turn of its own (StagedAdd)
+                pending[key] = StagedAdd(self._viewer, _layers.new_layer(values, kwargs))
+
+        def build(key, part: str) -> None:
+            if isinstance(pending[key], StagedAdd):
+                getattr(pending[key], part)()
+
+        def add_map(key, scan_name, scan, geometry, method, values) -> None:
+            layer = pending.pop(key)
+            if isinstance(layer, StagedAdd):
+                layer = layer.insert()
             entries.append({"layer": layer, "values": values, "affine": scan.display_affine,
                             "geometry": geometry, "method": method, "scan": scan_name})
 
@@ -174,7 +187,11 @@ class CompareWidget(RunWidget):
         yield start
         for scan_name, scan, geometry, maps in sides:
             for method, values in maps.items():
-                yield lambda a=(scan_name, scan, geometry, method, values): add_map(*a)
+                key = (scan_name, method)
+                yield lambda a=(key, scan_name, geometry, method, values): make_map(*a)
+                yield lambda k=key: build(k, "build_visual")
+                yield lambda k=key: build(k, "build_controls")
+                yield lambda a=(key, scan_name, scan, geometry, method, values): add_map(*a)
         yield finish
 
     def _apply_side_by_side(self, *_) -> None:
