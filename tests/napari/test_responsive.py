@@ -153,12 +153,16 @@ def test_cancel_while_the_results_are_added_leaves_no_layer(make_napari_viewer, 
     widget = dock(viewer, qtbot)
     use_fake_model(widget)
     stages = widget._result_stages
-    widget._result_stages = lambda analysis: [*list(stages(analysis))[:4], widget.cancel_button.click]
+    # start, readout, then the first map made, its visual, its controls and those put in napari's stack
+    widget._result_stages = lambda analysis: [*list(stages(analysis))[:6], widget.cancel_button.click]
+    stack = viewer.window._qt_viewer.controls
+    slots = stack.count()
     widget.run()
     qtbot.waitUntil(lambda: not widget.running, timeout=30000)
     assert widget.step_label.text() == "cancelled" and notes["error"] == []
     assert notes["info"] == ["napari-bavis: analysis cancelled; nothing was added"]
     assert map_layers(viewer) == [] and widget.analysis is None and widget.run_button.isEnabled()
+    assert stack.count() == slots  # the map's prepared controls left napari's stack with it
     assert not _gc_pause.held()  # the run's hold on full collections ended with it
 
 

@@ -103,7 +103,49 @@ def test_each_turn_costs_less_than_the_one_call_add(make_napari_viewer, qtbot):
         plain.append(cpu(lambda layer=layer: _layers.add_quietly(viewer, layer)))
         qtbot.wait(20)
         staged = StagedAdd(viewer, _map(f"staged {i}", visible=False))
-        longest.append(max(cpu(staged.build_visual), cpu(staged.build_controls), cpu(staged.insert)))
+        longest.append(max(cpu(staged.build_visual), cpu(staged.build_controls), cpu(staged.mount_controls),
+                           cpu(staged.insert)))
         assert staged.staged
         qtbot.wait(20)
     assert np.median(longest) < 0.75 * np.median(plain), (plain, longest)
+
+
+def _draws(viewer):
+    """A list that grows by one at each paint of the viewer's canvas."""
+    seen = []
+    viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda event: seen.append(1))
+    return seen
+
+
+def test_a_hidden_layer_is_inserted_without_a_repaint_and_a_shown_one_with_one(make_napari_viewer, qtbot):
+    """Inserting a hidden layer changes no pixel, so it costs no paint of the canvas (45-70 ms on
+    software GL); a visible one must be painted."""
+    viewer = make_napari_viewer(show=True)
+    viewer.add_image(np.zeros((20, 30, 30), np.float32), name="scan", contrast_limits=(0, 1))
+    qtbot.wait(100)
+    draws = _draws(viewer)
+    hidden = StagedAdd(viewer, _map("hidden", visible=False))
+    hidden.build_visual()
+    hidden.mount_controls()
+    hidden.insert()
+    qtbot.wait(150)
+    assert hidden.staged and draws == []
+    assert "update" not in vars(viewer.window._qt_viewer.canvas._scene_canvas)  # vispy's own method again
+    shown = StagedAdd(viewer, _map("shown"))
+    shown.insert()
+    qtbot.waitUntil(lambda: len(draws) >= 1, timeout=2000)
+    hidden.layer.visible = True  # later changes repaint as usual
+    before = len(draws)
+    qtbot.waitUntil(lambda: len(draws) > before, timeout=2000)
+
+
+def test_mounted_controls_of_a_layer_never_inserted_leave_napari_stack(make_napari_viewer):
+    viewer = make_napari_viewer()
+    stack = viewer.window._qt_viewer.controls
+    slots = stack.count()
+    staged = StagedAdd(viewer, _map("cancelled", visible=False))
+    staged.mount_controls()  # builds the controls first
+    assert stack.count() == slots + 1 and stack.indexOf(staged.controls) >= 0
+    assert stack.currentWidget() is not staged.controls  # in the stack, not shown
+    staged.discard()
+    assert stack.count() == slots and staged.controls is None and staged.mounted is None

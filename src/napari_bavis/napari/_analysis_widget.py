@@ -250,7 +250,7 @@ class AnalysisWidget(RunWidget):
                 pending[method] = _layers.put_layer(self._viewer, values, kwargs)
             else:  # hidden: napari then neither slices nor uploads it; the maps panel shows one map
                 layer = _layers.new_layer(values, {**kwargs, "visible": False})
-                pending[method] = StagedAdd(self._viewer, layer)  # napari's parts in turns of their own
+                pending[method] = self._staged_add(layer)  # napari's parts in turns of their own
 
         def build(method, part: str) -> None:
             if isinstance(pending[method], StagedAdd):
@@ -276,6 +276,7 @@ class AnalysisWidget(RunWidget):
             yield lambda m=method, v=values: make_map(m, v)
             yield lambda m=method: build(m, "build_visual")
             yield lambda m=method: build(m, "build_controls")
+            yield lambda m=method: build(m, "mount_controls")
             yield lambda m=method, v=values: show_map(m, v)
         if self.qc_mask.isChecked() or self.qc_registration.isChecked():
             yield self._update_qc

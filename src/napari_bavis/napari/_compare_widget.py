@@ -165,7 +165,7 @@ class CompareWidget(RunWidget):
             if name in self._viewer.layers:  # a re-run: updated in place
                 pending[key] = _layers.put_layer(self._viewer, values, kwargs)
             else:  # napari's visual, controls and insertion each in a turn of its own (StagedAdd)
-                pending[key] = StagedAdd(self._viewer, _layers.new_layer(values, kwargs))
+                pending[key] = self._staged_add(_layers.new_layer(values, kwargs))
 
         def build(key, part: str) -> None:
             if isinstance(pending[key], StagedAdd):
@@ -191,6 +191,7 @@ class CompareWidget(RunWidget):
                 yield lambda a=(key, scan_name, geometry, method, values): make_map(*a)
                 yield lambda k=key: build(k, "build_visual")
                 yield lambda k=key: build(k, "build_controls")
+                yield lambda k=key: build(k, "mount_controls")
                 yield lambda a=(key, scan_name, scan, geometry, method, values): add_map(*a)
         yield finish
 

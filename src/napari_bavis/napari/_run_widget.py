@@ -62,6 +62,8 @@ class RunWidget(QWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self._run_layers: list = []
+        self._stages: list = []
+        self._staging: list = []  # this run's StagedAdds (their controls sit in napari's stack until inserted)
         self._dropped = ""
         viewer.layers.events.removed.connect(self._on_layer_removed)
 
@@ -119,7 +121,7 @@ class RunWidget(QWidget):
             self.cancel_button.setEnabled(False)
         elif self.running and not self._cancelled:  # adding the results: stop there, add nothing
             self._cancelled = True
-            self._stages = []
+            self._drop_stages()
 
     def _layers_gone(self) -> list[str]:
         """Names of this run's scan layers no longer in the viewer (removed, or replaced by another layer)."""
@@ -137,7 +139,7 @@ class RunWidget(QWidget):
             if self._worker is not None:
                 self.cancel()
             else:  # already adding results: stop there
-                self._stages = []
+                self._drop_stages()
 
     def _open_activity(self) -> None:
         try:
@@ -200,11 +202,12 @@ class RunWidget(QWidget):
             if self._stages:
                 self._stages.pop(0)()
         except BavisError as err:
-            self._stages = []
+            self._drop_stages()
             _notify.show_error(f"{self.WHAT}: {err}")
         if self._stages:
             QTimer.singleShot(self.STAGE_PAUSE_MS, self._next_stage)
             return
+        self._drop_stages()  # all ran: nothing left to discard but the list
         self._end_run()
         if self._dropped:  # the scan went while its results were being added: none stay
             self.clear_results()
@@ -217,6 +220,22 @@ class RunWidget(QWidget):
             return
         self.step_label.setText(f"done in {time.perf_counter() - self._started:.1f} s "
                                 f"(computing {self.compute_s:.1f} s)")
+
+    def _staged_add(self, layer):
+        """A ``StagedAdd`` of a new result layer, remembered so that stages dropped before its insert
+        (Cancel, the scan removed, an error) take its prepared controls out of napari's stack."""
+        from ._staged_add import StagedAdd
+
+        add = StagedAdd(self._viewer, layer)
+        self._staging.append(add)
+        return add
+
+    def _drop_stages(self) -> None:
+        self._stages = []
+        for add in self._staging:
+            if not add.staged:
+                add.discard()
+        self._staging = []
 
     def _end_run(self) -> None:
         self._busy = False

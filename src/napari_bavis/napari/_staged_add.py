@@ -1,11 +1,14 @@
 """Adding a layer to napari in three event-loop turns instead of one (issue 13).
 
 ``viewer.add_layer`` of a 1 mm map costs napari 60–110 ms of GUI-thread CPU in one call: its vispy
-visual (~40 ms), its layer controls (~30 ms) and the layer list's bookkeeping (~20 ms). On two busy
-cores that one call became a 200–250 ms freeze while results were added. Here the visual and the
-controls are built for the layer *before* it joins the viewer, each in its own turn, and the last turn
-inserts it with napari's own builders for those two skipped, handing napari the ready objects, so no
-turn is left where the layer is in the viewer without its visual or controls.
+visual (~40 ms), its layer controls (~30 ms), putting those controls in their stack (~30 ms) and the
+layer list's bookkeeping (~20 ms), and a repaint of the whole canvas follows at once (45–70 ms on
+software GL). On two busy cores that one call became a 200–250 ms freeze while results were added.
+Here the visual and the controls are built for the layer *before* it joins the viewer, each in its
+own turn, the controls are put in their (hidden) stack slot in a third, and the last turn inserts it
+with napari's own builders for those skipped, handing napari the ready objects, so no turn is left
+where the layer is in the viewer without its visual or controls. A layer inserted hidden asks for no
+repaint: not one pixel changes, and the next visible change repaints the whole canvas anyway.
 
 This reaches into napari's Qt viewer (``window._qt_viewer``, its canvas and its layer-controls
 container): private names, checked at every use. Where any is missing (another napari, a viewer
@@ -28,14 +31,19 @@ def _qt_parts(viewer):
         if getattr(qt_viewer, "_qt_poll", None) is not None:  # napari's experimental poll wants its hooks
             return None
         needed = (qt_viewer._on_add_layer_change, canvas.add_layer_visual_mapping, canvas.font_info,
-                  controls._add, controls.widgets, controls.addWidget)
+                  canvas._scene_canvas.update, controls._add, controls.widgets, controls.addWidget)
+        from napari.settings import get_settings
+
+        if get_settings().experimental.dynamic_layer_controls:  # napari makes controls on selection then
+            return None
     except Exception:  # no window, or another napari: the plain add
         return None
     return (qt_viewer, canvas, controls) if all(n is not None for n in needed) else None
 
 
 class StagedAdd:
-    """``build_visual()``, ``build_controls()``, then ``insert()``: one call per event-loop turn.
+    """``build_visual()``, ``build_controls()``, ``mount_controls()``, then ``insert()``: one call per
+    event-loop turn.
 
     Any of them may be skipped (``insert`` builds what is missing, as napari would). Until
     ``insert`` nothing of napari's points at the prepared visual and controls, so a layer that is
@@ -46,6 +54,7 @@ class StagedAdd:
         self.parts = _qt_parts(viewer)
         self.visual = None
         self.controls = None
+        self.mounted = None  # the stack the controls sit in (not shown until their layer is selected)
         self.staged = False  # True once insert() used the prepared parts (False: the plain add)
 
     def build_visual(self) -> None:
@@ -70,21 +79,36 @@ class StagedAdd:
         except Exception:
             self.controls, self.parts = None, None
 
+    def mount_controls(self) -> None:
+        """The built controls into napari's layer-controls stack, not current: nothing shows yet."""
+        self.build_controls()
+        if self.parts is None or self.controls is None or self.mounted is not None:
+            return
+        self.mounted = self.parts[2]
+        self.mounted.addWidget(self.controls)
+
     def insert(self):
         """The layer joins the viewer (not as the active layer), with the visual and controls built."""
         self.build_visual()
-        self.build_controls()
+        self.mount_controls()
         if self.parts is None or self.visual is None or self.controls is None:
             self.discard()
             return add_quietly(self.viewer, self.layer)
         qt_viewer, canvas, container = self.parts
         inserted = getattr(self.viewer.layers, "__wrapped__", self.viewer.layers).events.inserted
-        with inserted.blocker(qt_viewer._on_add_layer_change), inserted.blocker(container._add):
-            add_quietly(self.viewer, self.layer)
-        # what napari's two skipped callbacks do, with the prepared objects
-        container.addWidget(self.controls)
-        container.widgets[self.layer] = self.controls
-        canvas.add_layer_visual_mapping(self.layer, self.visual)
+        scene = canvas._scene_canvas
+        quiet = not self.layer.visible  # a hidden layer changes no pixel: no repaint for it
+        if quiet:
+            scene.update = _no_repaint  # an instance attribute over vispy's method, removed below
+        try:
+            with inserted.blocker(qt_viewer._on_add_layer_change), inserted.blocker(container._add):
+                add_quietly(self.viewer, self.layer)
+            # what napari's two skipped callbacks do, with the prepared objects
+            container.widgets[self.layer] = self.controls
+            canvas.add_layer_visual_mapping(self.layer, self.visual)
+        finally:
+            if quiet:
+                del scene.update
         self.staged = True
         return self.layer
 
@@ -97,7 +121,13 @@ class StagedAdd:
                 pass
         if self.controls is not None:
             try:
+                if self.mounted is not None:
+                    self.mounted.removeWidget(self.controls)
                 self.controls.deleteLater()
             except Exception:
                 pass
-        self.visual = self.controls = None
+        self.visual = self.controls = self.mounted = None
+
+
+def _no_repaint(node=None) -> None:
+    """Stands in for the scene canvas's ``update`` while a hidden layer is inserted."""
