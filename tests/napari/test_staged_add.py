@@ -110,20 +110,13 @@ def test_each_turn_costs_less_than_the_one_call_add(make_napari_viewer, qtbot):
     assert np.median(longest) < 0.75 * np.median(plain), (plain, longest)
 
 
-def _draws(viewer):
-    """A list that grows by one at each paint of the viewer's canvas."""
-    seen = []
-    viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda event: seen.append(1))
-    return seen
 
-
-def test_a_hidden_layer_is_inserted_without_a_repaint_and_a_shown_one_with_one(make_napari_viewer, qtbot):
+def test_a_hidden_layer_is_inserted_without_a_repaint_and_a_shown_one_with_one(make_napari_viewer, qtbot, canvas_draws):
     """Inserting a hidden layer changes no pixel, so it costs no paint of the canvas (45-70 ms on
     software GL); a visible one must be painted."""
     viewer = make_napari_viewer(show=True)
     viewer.add_image(np.zeros((20, 30, 30), np.float32), name="scan", contrast_limits=(0, 1))
-    qtbot.wait(100)
-    draws = _draws(viewer)
+    draws = canvas_draws(viewer)
     hidden = StagedAdd(viewer, _map("hidden", visible=False))
     hidden.build_visual()
     hidden.mount_controls()

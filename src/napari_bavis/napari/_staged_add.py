@@ -19,6 +19,8 @@ staged layer behaves like an added one (drawn, its controls shown when selected,
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ._layers import add_quietly
 
 
@@ -96,19 +98,12 @@ class StagedAdd:
             return add_quietly(self.viewer, self.layer)
         qt_viewer, canvas, container = self.parts
         inserted = getattr(self.viewer.layers, "__wrapped__", self.viewer.layers).events.inserted
-        scene = canvas._scene_canvas
-        quiet = not self.layer.visible  # a hidden layer changes no pixel: no repaint for it
-        if quiet:
-            scene.update = _no_repaint  # an instance attribute over vispy's method, removed below
-        try:
+        with no_repaint(self.viewer, when=not self.layer.visible):  # a hidden layer changes no pixel
             with inserted.blocker(qt_viewer._on_add_layer_change), inserted.blocker(container._add):
                 add_quietly(self.viewer, self.layer)
             # what napari's two skipped callbacks do, with the prepared objects
             container.widgets[self.layer] = self.controls
             canvas.add_layer_visual_mapping(self.layer, self.visual)
-        finally:
-            if quiet:
-                del scene.update
         self.staged = True
         return self.layer
 
@@ -129,5 +124,22 @@ class StagedAdd:
         self.visual = self.controls = self.mounted = None
 
 
+@contextmanager
+def no_repaint(viewer, when: bool = True):
+    """No canvas repaint is asked for inside (``when``): for changes that alter no pixel (a hidden
+    layer, a hidden layer's overlay), so that they do not cost a paint of the whole canvas. Any later
+    change repaints all of it. An instance attribute stands in for vispy's ``update`` meanwhile."""
+    parts = _qt_parts(viewer) if when else None
+    if parts is None:
+        yield
+        return
+    scene = parts[1]._scene_canvas
+    scene.update = _no_repaint
+    try:
+        yield
+    finally:
+        del scene.update
+
+
 def _no_repaint(node=None) -> None:
-    """Stands in for the scene canvas's ``update`` while a hidden layer is inserted."""
+    """Stands in for the scene canvas's ``update`` inside ``no_repaint``."""
