@@ -116,7 +116,8 @@ def test_no_stall_during_a_run_with_two_cpu_burners(make_napari_viewer, qtbot, t
     # What the viewer itself does in one turn, whatever the load: little while computing, one
     # layer's worth (napari's own cost) while adding
     assert phases["computing"][1].max() <= 0.050 and phases["adding"][1].max() <= 0.100
-    # The maps panel's part (map list, layer controls, colormaps, colour bar, legend text, regions)
+    # The maps panel's part (map list, layer controls, colormaps, the colour bar made hidden, the map,
+    # its bar and the legend text shown, regions)
     # comes in turns of its own among the "adding" ones (MapsPanel.set_maps_steps); what is left
     # after "done" is one ordinary turn
     wall, own = phases["panel"]
