@@ -96,21 +96,23 @@ def explain_options(args) -> dict:
 
 
 def _sex_arg(text: str) -> str:
+    """``--sex``'s value; errors without the flag, which argparse puts in front ("argument --sex: ...")."""
     try:
         value = _parse_sex(text, "--sex")
     except UsageError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err).removeprefix("--sex: ")) from None
     if value is None:
-        raise argparse.ArgumentTypeError("--sex needs F or M")
+        raise argparse.ArgumentTypeError("expected F or M")
     return value
 
 
 def _age_arg(text: str, flag: str = "--age") -> float:
-    """An age option's value; ``flag`` (bind it with functools.partial) is the option named in errors."""
+    """An age option's value (``flag``: bind it with functools.partial). Errors leave the flag out:
+    argparse names the option typed in front ("argument --age-b: age 'x' is not a number")."""
     try:
         value = _parse_age(text, flag)
     except UsageError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+        raise argparse.ArgumentTypeError(str(err).removeprefix(f"{flag}: ")) from None
     if value is None:
-        raise argparse.ArgumentTypeError(f"{flag} needs a number of years")
+        raise argparse.ArgumentTypeError("expected a number of years")
     return value
