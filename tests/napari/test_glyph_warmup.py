@@ -14,7 +14,7 @@ def fresh_warmup(monkeypatch):
 
 
 def test_warmup_cycles_every_character_and_restores_the_overlay(make_napari_viewer, qtbot, fresh_warmup):
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(show=True)  # a canvas that paints (a hidden one rasterises nothing)
     overlay = _map_view.text_overlay(viewer)
     overlay.text, overlay.visible, overlay.box = "the user's note", False, True
     seen = []
@@ -41,3 +41,15 @@ def test_a_legend_shown_mid_warmup_stays_visible(make_napari_viewer, qtbot, fres
     assert overlay.text.startswith("SMOE\ncut 0.412") and overlay.visible
     assert overlay.color is None and overlay.box is True  # the legend's own look, readable
     assert not _glyph_warmup._state["done"]  # a later widget may warm up again
+
+
+def test_a_warmup_that_painted_nothing_is_not_done(make_napari_viewer, qtbot, fresh_warmup):
+    """A viewer never shown (or closed before its canvas painted) drew no glyph: a later widget
+    must warm up again, not find it done."""
+    viewer = make_napari_viewer()  # not shown: its canvas never paints
+    overlay = _map_view.text_overlay(viewer)
+    seen = []
+    overlay.events.text.connect(lambda event: seen.append(overlay.text))
+    _glyph_warmup.warm_glyphs_soon(viewer)
+    qtbot.waitUntil(lambda: not _glyph_warmup._state["running"], timeout=10000)
+    assert "".join(seen[:-1]) == _glyph_warmup.CHARACTERS and not _glyph_warmup._state["done"]

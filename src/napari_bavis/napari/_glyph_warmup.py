@@ -44,6 +44,16 @@ class _Warmup:
         self.saved = (self.overlay.text, self.overlay.color, self.overlay.visible, self.overlay.box)
         self.chunks = [CHARACTERS[i:i + CHUNK] for i in range(0, len(CHARACTERS), CHUNK)]
         self.written = self.overlay.text
+        self.paints = None  # paints of the canvas meanwhile (None: no canvas found, not counted)
+        try:
+            self.draw_event = viewer.window._qt_viewer.canvas._scene_canvas.events.draw
+            self.draw_event.connect(self._painted)
+            self.paints = 0
+        except Exception:
+            self.draw_event = None
+
+    def _painted(self, event=None) -> None:
+        self.paints += 1
 
     def step(self) -> None:
         from qtpy.QtCore import QTimer
@@ -66,8 +76,11 @@ class _Warmup:
         QTimer.singleShot(PAUSE_MS, lambda: self.step())  # a lambda: PyQt keeps only a weak bound method
 
     def _end(self, done: bool, restore: bool) -> None:
-        """Stop; the overlay's look back as it was (and its text and visibility with ``restore``)."""
-        _state["running"], _state["done"] = False, done
+        """Stop; the overlay's look back as it was (and its text and visibility with ``restore``).
+        Done only if the canvas painted meanwhile: a hidden or closed viewer rasterises no glyph."""
+        if self.draw_event is not None:
+            self.draw_event.disconnect(self._painted)
+        _state["running"], _state["done"] = False, done and self.paints != 0
         text, color, visible, box = self.saved
         try:
             self.overlay.color, self.overlay.box = color, box
