@@ -7,6 +7,7 @@ import pytest
 from napari_bavis import models, pipeline
 from napari_bavis.models.inference import Similarity
 from napari_bavis.napari import _compare_widget, _layers, _notify
+from napari_bavis.napari._side_by_side import _grid as grid  # viewer.canvas.grid (viewer.grid is deprecated)
 from napari_bavis.napari._run_widget import RunWidget
 
 NOTES = ["scan A: 25 y is outside the model's training ages (65–85 y)", "scan B: weak registration (r = 0.41)"]
@@ -56,20 +57,20 @@ def test_comparison_side_by_side_with_its_notes(make_napari_viewer, qtbot, fake_
     for note in NOTES:
         assert text.count(f"⚠ {note}") == 1  # every note, each once
     # grid mode: the bottom two blocks of the layer list are [A, A's maps] and [B, B's maps]
-    assert viewer.grid.enabled and viewer.grid.stride == 3
+    assert grid(viewer).enabled and grid(viewer).stride == 3
     names = [layer.name for layer in viewer.layers]
     assert names[0] == "A" and all(n.startswith("A · ") for n in names[1:3])
     assert names[3] == "B" and all(n.startswith("B · ") for n in names[4:6])
-    assert viewer.grid.actual_shape(viewer.layers) == (1, 2)  # two cells: the other scan is hidden meanwhile
+    assert grid(viewer).actual_shape(viewer.layers) == (1, 2)  # two cells: the other scan is hidden meanwhile
     assert not other.visible
-    assert viewer.grid.position(names.index("A"), viewer.layers) != viewer.grid.position(names.index("B"), viewer.layers)
+    assert grid(viewer).position(names.index("A"), viewer.layers) != grid(viewer).position(names.index("B"), viewer.layers)
 
     widget.side_by_side.setChecked(False)  # one view again, the other scan back
-    assert not viewer.grid.enabled and other.visible
+    assert not grid(viewer).enabled and other.visible
     widget.side_by_side.setChecked(True)
-    assert viewer.grid.enabled and not other.visible
+    assert grid(viewer).enabled and not other.visible
     widget.clear_results()
-    assert not viewer.grid.enabled and other.visible
+    assert not grid(viewer).enabled and other.visible
     assert _layers.result_layers(viewer, "compare") == []
     assert a in viewer.layers and b in viewer.layers
 

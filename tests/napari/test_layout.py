@@ -15,6 +15,7 @@ from qtpy.QtCore import QPoint
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHeaderView, QLabel, QPushButton, QTableWidget, QWidget
 
 from napari_bavis.napari import _layers
+from napari_bavis.napari._side_by_side import _grid as grid  # viewer.canvas.grid (viewer.grid is deprecated)
 
 from test_analysis_widget import errors, open_scan, tiny_files  # noqa: F401  (fixtures)
 from test_compare_widget import siamese_files  # noqa: F401  (module fixture)
@@ -92,8 +93,8 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     qtbot.waitUntil(lambda: not compare.running, timeout=180000)
     assert errors == []
     # the comparison side by side: scan A and its maps in the first cell, scan B and its maps in the second
-    assert viewer.grid.enabled
-    stride = viewer.grid.stride
+    assert grid(viewer).enabled
+    stride = grid(viewer).stride
     cells = [[layer.name for layer in list(viewer.layers)[i * stride:(i + 1) * stride]] for i in range(2)]
     assert all(not layer.visible for layer in _layers.result_layers(viewer, "analysis"))  # no extra cells
     for cell, name in zip(cells, compare._names):
@@ -102,7 +103,7 @@ def test_docked_window_fits_1280x800_without_clipped_text(make_napari_viewer, qt
     _save(window, tmp_path / "compare.png", "BAVIS_COMPARE_PNG")
     assert clipped_widgets(compare) == []
     compare.side_by_side.setChecked(False)  # back to one view for the analysis
-    assert not viewer.grid.enabled
+    assert not grid(viewer).enabled
     analysis.qc_mask.setChecked(True)  # the brain mask's outline over the scan and its map
     _settle(qtbot, 500)
 
