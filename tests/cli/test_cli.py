@@ -125,15 +125,20 @@ def test_inputs_are_untouched_and_no_temporary_folders_remain(cohort):
     assert not [p for p in cohort["out"].iterdir() if p.name.startswith(".")]
 
 
-def test_resume_skips_finished_scans_and_force_redoes_one(cohort, tmp_path):
+def test_resume_skips_finished_scans_and_force_redoes_one(cohort, tmp_path, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(cohort["out"], out)
     reports = {s: out / s.name.replace(".nii.gz", "") / "report.json" for s in cohort["good"]}
     stamps = {s: r.stat().st_mtime_ns for s, r in reports.items()}
     args = ["analyze", cohort["inputs"] / "good", "--out", out, "--model", cohort["model"], "--sex", "F", "--quiet"]
+    from napari_bavis.cli import analyze
+
+    read = []  # each finished result's report is read once on a resume
+    monkeypatch.setattr(analyze, "finished_report", lambda d, real=analyze.finished_report: read.append(d) or real(d))
     code, _, stderr = run_cli(args)
     assert code == 0, stderr
     assert "0 done, 0 failed, 2 skipped" in stderr
+    assert sorted(read) == sorted(set(read)) and len(read) == 2
     assert all(r.stat().st_mtime_ns == stamps[s] for s, r in reports.items())
 
     first = cohort["good"][0]

@@ -54,7 +54,9 @@ def cmd_analyze(args) -> int:
         raise UsageError(str(err)) from None
     selected = shard_indices(len(scans), args.shard)
     # The first scan is read while torch imports (cohort/prefetch.py); a pool's workers read their own.
-    first = next((i for i in selected if args.force or finished_report(out / names[i]) is None), None)
+    # Each earlier result's report read once (a job re-checks under its claim, for runs finishing meanwhile)
+    reports = {i: None if args.force else finished_report(out / names[i]) for i in selected}
+    first = next((i for i in selected if reports[i] is None), None)
     prefetch = ScanPrefetch(scans[first]) if first is not None and args.workers == 1 else None
     device = _resolve_device(args.device)
     model = _load_model_or_usage(_model_ref(args.model), device)  # checks the model once, up front
@@ -71,7 +73,7 @@ def cmd_analyze(args) -> int:
         age = cov.age if cov.age is not None else args.age
         sex = cov.sex or args.sex
         sexes[i] = sex
-        report = None if args.force else finished_report(out / name)
+        report = reports[i]
         if report is not None:
             with claim(out, name) as mine:
                 if mine:  # a killed run's hidden leftovers beside a finished result
