@@ -1,4 +1,5 @@
-"""The maps panel of a result: which map is shown, threshold, the regions table of that map, its outlines.
+"""The maps panel of a result: which map is shown, threshold, the regions of that map (laid out by
+``_regions_table``), its outlines.
 
 How the viewer shows the chosen map (one at a time, colour bar and legend, a selection left alone)
 lives in ``_map_view``.
@@ -7,25 +8,12 @@ lives in ``_map_view``.
 import logging
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-)
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout
 
 from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, threshold_value
 from ..methods import figure_method
-from . import _layers, _map_view, _orientation_letters
+from . import _layers, _map_view, _orientation_letters, _regions_table
 from ._display import camera_of
 from ._controls import THRESHOLD_MODES
 
@@ -72,16 +60,7 @@ class MapsPanel(QGroupBox):
                                  "when first shown); clicking a table row shows them too")
         self._labels = None  # (layer name, labels, entry) of the selected map's regions
         self._watched = None  # the outlines layer whose eye the checkbox follows
-        self.table = QTableWidget(0, 7)
-        self.table.setHorizontalHeaderLabels(["#", "volume mm³", "peak", "peak RAS mm", "centroid RAS mm", "share %",
-                                              "atlas region"])
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(120)
-        self.table.setToolTip("Connected regions above the threshold, biggest share of the map first; click a row to go there")
+        self.table = _regions_table.regions_table()
         self.cutoff_label = QLabel("")
         self.cutoff_label.setToolTip("The map value each map is cut at (differs per map in top k % mode)")
         self.mode.setCurrentIndex(list(THRESHOLD_MODES).index(DEFAULT_MODE))  # top 5 %: readable regions
@@ -312,7 +291,7 @@ class MapsPanel(QGroupBox):
         self._regions = table
         self._labels = (f"{entry['scan']} · regions", labels, entry) if len(table) else None
         self._sync_outlines()
-        self._fill_table(table)
+        _regions_table.fill(self.table, table)
 
     def _sync_outlines(self) -> None:
         """The outlines layer follows the selected map's regions, is made only once it is to be shown
@@ -354,24 +333,6 @@ class MapsPanel(QGroupBox):
                 self.outlines.blockSignals(False)
         except RuntimeError:  # the panel's Qt object is gone (widget closed)
             pass
-
-    def _fill_table(self, table) -> None:
-        self.table.setRowCount(len(table))
-        for row, region in enumerate(table):
-            cells = [
-                str(region.label),
-                f"{region.volume_mm3:.0f}",
-                f"{region.peak_value:.2f}",
-                ", ".join(f"{v:.0f}" for v in region.peak_ras_mm),
-                ", ".join(f"{v:.0f}" for v in region.centroid_ras_mm),
-                f"{100 * region.share_of_map:.1f}",
-                "" if region.atlas_name is None else
-                f"{region.atlas_name} ({100 * (region.atlas_overlap or 0):.0f} %)",
-            ]
-            for col, text in enumerate(cells):
-                item = QTableWidgetItem(text)
-                item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
-                self.table.setItem(row, col, item)
 
     @property
     def regions(self) -> list:
