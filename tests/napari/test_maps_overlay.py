@@ -174,3 +174,29 @@ def test_each_map_is_cut_once_per_threshold(make_napari_viewer, qtbot, blob_scan
     widget.maps.remember_cut(entries[0]["values"], 20.0, "top_percent", 0.123)
     widget.maps.set_threshold(20.0, "top_percent")
     assert widget.maps.cutoff(entries[0]["values"]) == 0.123
+
+
+def test_recolouring_only_hidden_maps_paints_nothing_and_a_shown_map_is_repainted(
+        make_napari_viewer, qtbot, blob_scan, counted_analyze, errors, canvas_draws):
+    """When results are added the maps are recoloured while all are hidden: that costs no paint of
+    the canvas (no pixel changes); recolouring a shown map repaints it."""
+    viewer = make_napari_viewer(show=True)
+    _, widget = _run(viewer, qtbot, blob_scan)
+    layers = list(_by_method(viewer).values())
+    shown = [layer for layer in layers if layer.visible]
+    for layer in shown:
+        layer.visible = False
+    draws = canvas_draws(viewer)
+    before = [layer.colormap.name for layer in layers]
+    widget.maps.threshold.blockSignals(True)  # the recolouring alone (the legend's text would repaint)
+    widget.maps.threshold.setValue(9.0)
+    widget.maps._recolour()
+    qtbot.wait(150)
+    assert draws == [] and [layer.colormap.name for layer in layers] != before  # recoloured, not painted
+    shown[0].visible = True
+    qtbot.waitUntil(lambda: len(draws) >= 1, timeout=2000)
+    draws.clear()
+    widget.maps.threshold.setValue(3.0)
+    widget.maps._recolour()
+    widget.maps.threshold.blockSignals(False)
+    qtbot.waitUntil(lambda: len(draws) >= 1, timeout=2000)  # a shown map recoloured is repainted

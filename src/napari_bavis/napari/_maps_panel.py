@@ -15,6 +15,7 @@ from ..regions import DEFAULT_MODE, DEFAULT_THRESHOLD, activated_regions, thresh
 from ..methods import figure_method
 from . import _layers, _map_view, _orientation_letters, _regions_table
 from ._display import camera_of
+from ._staged_add import no_repaint
 from ._controls import THRESHOLD_MODES
 
 log = logging.getLogger(__name__)
@@ -211,11 +212,12 @@ class MapsPanel(QGroupBox):
             self._region_timer.start()
 
     def _recolour(self) -> None:
-        cutoffs = []
-        for entry in self._live_entries():
-            cut = self.cutoff(entry["values"])
-            entry["layer"].colormap = _layers.threshold_colormap(cut)
-            cutoffs.append(f"{_layers.method_title(entry['method'])} {cut:.3f}")
+        cutoffs, live = [], self._live_entries()
+        with no_repaint(self._viewer, when=not any(e["layer"].visible for e in live)):  # all hidden: no pixel changes
+            for entry in live:
+                cut = self.cutoff(entry["values"])
+                entry["layer"].colormap = _layers.threshold_colormap(cut)
+                cutoffs.append(f"{_layers.method_title(entry['method'])} {cut:.3f}")
         self.cutoff_label.setText("cut at: " + ", ".join(cutoffs) if cutoffs else "")
 
     # --- maps --------------------------------------------------------------------------------
