@@ -21,8 +21,10 @@ def _random_cases(n, seed=2026):
 
 @pytest.mark.slow
 def test_known_random_affines_are_recovered_within_2mm(brain_landmarks_mm):
+    """Six random poses (within +-20 deg, +-30 mm, scale 0.9-1.1; both storage orders): the suite's
+    longest test at ten (60 s of the 15-minute budget); the edge-of-range case is tested below."""
     errors = []
-    for true_pose, storage, case in _random_cases(10):
+    for true_pose, storage, case in _random_cases(6):
         scan = moved_template(true_pose, voxel_size=(1.2, 1.2, 1.2), storage=storage, bias_strength=0.2, noise_sd=0.01, seed=case)
         reg = register_to_template(scan.get_fdata(dtype=np.float32), scan.affine)
         errors.append(landmark_error_mm(true_pose, reg.template_to_scan, brain_landmarks_mm))
