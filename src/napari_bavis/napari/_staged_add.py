@@ -1,4 +1,4 @@
-"""Adding a layer to napari in three event-loop turns instead of one (issue 13).
+"""Adding a layer to napari in four event-loop turns instead of one (issue 13).
 
 ``viewer.add_layer`` of a 1 mm map costs napari 60–110 ms of GUI-thread CPU in one call: its vispy
 visual (~40 ms), its layer controls (~30 ms), putting those controls in their stack (~30 ms) and the
@@ -48,8 +48,9 @@ class StagedAdd:
     event-loop turn.
 
     Any of them may be skipped (``insert`` builds what is missing, as napari would). Until
-    ``insert`` nothing of napari's points at the prepared visual and controls, so a layer that is
-    never added (a cancelled run) takes them with it when it is dropped."""
+    ``insert`` nothing of napari's points at the prepared visual, and only the controls stack holds
+    mounted controls: a layer that is never added (a cancelled run) must be ``discard()``-ed, which
+    takes them out (``RunWidget._drop_stages`` does it for a run's result layers)."""
 
     def __init__(self, viewer, layer):
         self.viewer, self.layer = viewer, layer
