@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from napari_bavis.napari._staged_add import scene_canvas
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
 
@@ -12,7 +14,7 @@ def canvas_draws(qtbot):
     once the canvas has settled (no paint for 200 ms: a new window's first exposes and resizes paint)."""
     def start(viewer):
         seen = []
-        viewer.window._qt_viewer.canvas._scene_canvas.events.draw.connect(lambda event: seen.append(1))
+        scene_canvas(viewer).events.draw.connect(lambda event: seen.append(1))
         for _ in range(20):
             before = len(seen)
             qtbot.wait(200)

@@ -142,3 +142,17 @@ def test_mounted_controls_of_a_layer_never_inserted_leave_napari_stack(make_napa
     assert stack.currentWidget() is not staged.controls  # in the stack, not shown
     staged.discard()
     assert stack.count() == slots and staged.controls is None and staged.mounted is None
+
+
+def test_no_repaint_nests_and_puts_vispys_update_back_once(make_napari_viewer):
+    from napari_bavis.napari._staged_add import no_repaint, scene_canvas
+
+    viewer = make_napari_viewer()
+    scene = scene_canvas(viewer)
+    with no_repaint(viewer):
+        with no_repaint(viewer):  # e.g. a hidden map's colour bar made inside a hidden insert
+            pass
+        assert "update" in vars(scene)  # still held back: the inner one left it to the outer
+    assert "update" not in vars(scene)
+    with no_repaint(viewer, when=False):
+        assert "update" not in vars(scene)

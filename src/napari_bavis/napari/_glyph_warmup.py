@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 
 from ._map_view import text_overlay
+from ._staged_add import scene_canvas
 
 #: What the legend, the colour bar's ticks, method titles and scan names are written with.
 CHARACTERS = string.digits + string.ascii_letters + " .,:;%()+-_·×−±/'#[]"
@@ -44,13 +45,11 @@ class _Warmup:
         self.saved = (self.overlay.text, self.overlay.color, self.overlay.visible, self.overlay.box)
         self.chunks = [CHARACTERS[i:i + CHUNK] for i in range(0, len(CHARACTERS), CHUNK)]
         self.written = self.overlay.text
-        self.paints = None  # paints of the canvas meanwhile (None: no canvas found, not counted)
-        try:
-            self.draw_event = viewer.window._qt_viewer.canvas._scene_canvas.events.draw
+        scene = scene_canvas(viewer)
+        self.draw_event = None if scene is None else scene.events.draw
+        self.paints = None if scene is None else 0  # paints of the canvas meanwhile (None: not counted)
+        if self.draw_event is not None:
             self.draw_event.connect(self._painted)
-            self.paints = 0
-        except Exception:
-            self.draw_event = None
 
     def _painted(self, event=None) -> None:
         self.paints += 1

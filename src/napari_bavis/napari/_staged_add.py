@@ -125,16 +125,25 @@ class StagedAdd:
         self.visual = self.controls = self.mounted = None
 
 
+def scene_canvas(viewer):
+    """The vispy ``SceneCanvas`` a napari window draws in, or None (no window, another napari)."""
+    raw = getattr(viewer, "__wrapped__", viewer)
+    try:
+        return raw.window._qt_viewer.canvas._scene_canvas
+    except Exception:
+        return None
+
+
 @contextmanager
 def no_repaint(viewer, when: bool = True):
     """No canvas repaint is asked for inside (``when``): for changes that alter no pixel (a hidden
     layer, a hidden layer's overlay), so that they do not cost a paint of the whole canvas. Any later
-    change repaints all of it. An instance attribute stands in for vispy's ``update`` meanwhile."""
-    parts = _qt_parts(viewer) if when else None
-    if parts is None:
+    change repaints all of it. An instance attribute stands in for vispy's ``update`` meanwhile; an
+    inner ``no_repaint`` inside an outer one leaves it to the outer to put vispy's back."""
+    scene = scene_canvas(viewer) if when else None
+    if scene is None or "update" in vars(scene):
         yield
         return
-    scene = parts[1]._scene_canvas
     scene.update = _no_repaint
     try:
         yield
